@@ -1,0 +1,503 @@
+//! `relman build`: a new release in a fresh directory, sealed only when every step succeeded.
+//!
+//! The steps are separate functions with a timing each, so that a failure, a crash or Ctrl-C
+//! at any point leaves an unsealed directory that reads as `failed` and that `prune` removes.
+//! Nothing here touches `current` or any other release.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::copy::{Exclude, copy_tree};
+use crate::fs::lock::BuildLock;
+use crate::id::ReleaseId;
+use crate::manifest;
+use crate::record::{CLAIM_FILE, Claim, LOCK_FILE, LOG_FILE, META_DIR, SEAL_FILE, Seal, Source};
+use crate::root::DeployRoot;
+use crate::run::{self, Failure, LogSink};
+use crate::store::{self, State};
+
+/// Where to build from.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Copy this directory.
+    Dir(Utf8PathBuf),
+    /// Clone this repository and check out the ref (default: the remote's default branch).
+    Git {
+        /// The repository URL.
+        url: String,
+        /// The ref.
+        reference: Option<String>,
+    },
+}
+
+/// What `relman build` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The source; `None` uses `source.path` or `source.git` from the config.
+    pub source: Option<SourceSpec>,
+    /// The ID; `None` uses the UTC timestamp.
+    pub id: Option<ReleaseId>,
+    /// Always run the install command.
+    pub no_reuse: bool,
+}
+
+/// What a build tells its caller while it runs.
+#[derive(Debug)]
+pub enum BuildEvent<'a> {
+    /// Another relman holds the root lock; this build waits.
+    Waiting(&'a str),
+    /// The ID is claimed and the directory exists.
+    Claimed(&'a ReleaseId, &'a Utf8Path),
+    /// A step begins.
+    Step(&'a str),
+    /// Output of a build command.
+    Output(&'a [u8]),
+}
+
+/// A sealed build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// The new release.
+    pub id: ReleaseId,
+    /// Always `sealed`.
+    pub state: State,
+    /// Whether `node_modules` was copied from the newest sealed release.
+    pub reused_node_modules: bool,
+    /// Milliseconds per step.
+    pub durations_ms: BTreeMap<String, u64>,
+    /// Files in the manifest.
+    pub files: u64,
+    /// Bytes of the release directory.
+    pub bytes: u64,
+    /// The release directory.
+    pub dir: Utf8PathBuf,
+}
+
+/// Lockfiles whose hash decides whether `node_modules` can be reused.
+const LOCKFILES: [&str; 4] = ["package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml"];
+
+/// Entry names never copied from a source.
+const ALWAYS_EXCLUDED: [&str; 4] = [".git", "node_modules", ".next", ".relman"];
+
+/// Builds a new release. `cancel` is polled throughout; setting it kills the running command
+/// and leaves the release unsealed.
+pub fn build(
+    root: &DeployRoot,
+    request: &BuildRequest,
+    cancel: &AtomicBool,
+    events: &mut dyn FnMut(BuildEvent<'_>),
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    root.require_initialised()?;
+    let config = root.config()?;
+    let source = resolve_source(root, request, &config)?;
+    check_shared(root, &config)?;
+    if let Some(id) = &request.id {
+        if root.release_dir(id).exists() {
+            return Err(Error::IdTaken(id.to_string()));
+        }
+    }
+
+    let created_at = Utc::now();
+    let (id, _build_lock) = claim(root, request.id.as_ref(), created_at, events)?;
+    let dir = root.release_dir(&id);
+    events(BuildEvent::Claimed(&id, &dir));
+
+    let log_path = dir.join(META_DIR).join(LOG_FILE);
+    let mut log = LogSink::new(crate::fs::open_append(&log_path)?);
+    let mut builder = Builder {
+        root,
+        config: &config,
+        id: &id,
+        dir: &dir,
+        cancel,
+        deadline: Instant::now() + Duration::from_secs(config.build.timeout_secs),
+        durations: BTreeMap::new(),
+        log: &mut log,
+        events,
+    };
+    match builder.run(&source, request, created_at) {
+        Ok(mut report) => {
+            report.durations_ms.insert("total".into(), millis(started.elapsed()));
+            Ok(report)
+        }
+        Err(err) => {
+            log.write(format!("\nrelman: {err}\n").as_bytes());
+            log.sync();
+            Err(match err {
+                Error::Interrupted(_) => err,
+                other => Error::BuildFailed {
+                    id: id.to_string(),
+                    message: other.to_string(),
+                    log: log_path,
+                    tail: log.tail(20),
+                },
+            })
+        }
+    }
+}
+
+/// Turns flags and config into one validated source.
+fn resolve_source(root: &DeployRoot, request: &BuildRequest, config: &Config) -> Result<SourceSpec> {
+    let source = match &request.source {
+        Some(source) => source.clone(),
+        None if !config.source.path.is_empty() => SourceSpec::Dir(config.source.path.clone().into()),
+        None if !config.source.git.is_empty() => SourceSpec::Git {
+            url: config.source.git.clone(),
+            reference: (!config.source.reference.is_empty()).then(|| config.source.reference.clone()),
+        },
+        None => {
+            return Err(Error::Usage(
+                "no source to build: pass `--source DIR` or `--git URL`, or set `source.path` in relman.toml".into(),
+            ));
+        }
+    };
+    match source {
+        SourceSpec::Dir(path) => {
+            let canonical = std::fs::canonicalize(&path).map_err(|err| {
+                Error::Usage(format!("cannot read source `{path}`: {err}; pass an existing directory"))
+            })?;
+            let canonical = crate::fs::utf8(canonical)?;
+            if !canonical.is_dir() {
+                return Err(Error::Usage(format!("source `{path}` is not a directory")));
+            }
+            std::fs::read_dir(&canonical).map_err(|err| {
+                Error::Usage(format!("cannot read source `{path}`: {err}"))
+            })?;
+            if canonical.starts_with(root.path()) {
+                return Err(Error::Usage(format!(
+                    "source `{path}` is inside the deploy root `{}`: build from a checkout outside it",
+                    root.path()
+                )));
+            }
+            if root.path().starts_with(&canonical) {
+                return Err(Error::Usage(format!(
+                    "the deploy root `{}` is inside the source `{path}`: the copy would include every release; move one of them",
+                    root.path()
+                )));
+            }
+            Ok(SourceSpec::Dir(canonical))
+        }
+        SourceSpec::Git { url, reference } => {
+            if url.is_empty() || url.starts_with('-') || url.contains(['\n', '\0']) {
+                return Err(Error::Usage(format!("invalid git URL \"{}\"", url.escape_debug())));
+            }
+            if let Some(r) = &reference {
+                if r.is_empty() || r.starts_with('-') || r.contains(['\n', '\0', ' ']) {
+                    return Err(Error::Usage(format!("invalid git ref \"{}\"", r.escape_debug())));
+                }
+            }
+            Ok(SourceSpec::Git { url, reference })
+        }
+    }
+}
+
+fn check_shared(root: &DeployRoot, config: &Config) -> Result<()> {
+    for path in config.shared_paths() {
+        let shared = root.shared_dir().join(&path);
+        if std::fs::symlink_metadata(&shared).is_err() {
+            return Err(Error::Usage(format!(
+                "shared path `{path}` is missing: create `{shared}` (it is linked into every release)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Takes the root lock just long enough to pick an ID, create its directory and lock it.
+fn claim(
+    root: &DeployRoot,
+    wanted: Option<&ReleaseId>,
+    created_at: chrono::DateTime<Utc>,
+    events: &mut dyn FnMut(BuildEvent<'_>),
+) -> Result<(ReleaseId, BuildLock)> {
+    let _root_lock = root.lock("relman build", &mut |holder| events(BuildEvent::Waiting(holder)))?;
+    let candidates: Box<dyn Iterator<Item = ReleaseId>> = match wanted {
+        Some(id) => Box::new(std::iter::once(id.clone())),
+        None => Box::new(ReleaseId::candidates(created_at).take(1000)),
+    };
+    for id in candidates {
+        let dir = root.release_dir(&id);
+        match crate::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                if wanted.is_some() {
+                    return Err(Error::IdTaken(id.to_string()));
+                }
+                continue;
+            }
+            Err(err) => return Err(Error::io("failed to create directory", dir, err)),
+        }
+        let meta = dir.join(META_DIR);
+        crate::fs::create_dir_all(&meta)?;
+        let lock = BuildLock::acquire(&meta.join(LOCK_FILE))?;
+        let claim = Claim {
+            id: id.clone(),
+            created_at,
+            pid: std::process::id(),
+        };
+        let text = serde_json::to_vec(&claim).expect("a claim always serialises");
+        crate::fs::create_new(&meta.join(CLAIM_FILE), &text)?;
+        crate::fs::sync_dir(&root.releases_dir())?;
+        return Ok((id, lock));
+    }
+    Err(Error::Build("could not find a free release ID".into()))
+}
+
+struct Builder<'a> {
+    root: &'a DeployRoot,
+    config: &'a Config,
+    id: &'a ReleaseId,
+    dir: &'a Utf8Path,
+    cancel: &'a AtomicBool,
+    deadline: Instant,
+    durations: BTreeMap<String, u64>,
+    log: &'a mut LogSink,
+    events: &'a mut dyn FnMut(BuildEvent<'_>),
+}
+
+impl Builder<'_> {
+    fn run(&mut self, source: &SourceSpec, request: &BuildRequest, created_at: chrono::DateTime<Utc>) -> Result<BuildReport> {
+        let (record_source, revision) = self.timed("copy", |b| b.fill(source))?;
+        self.timed("link", |b| b.link_shared())?;
+
+        let lockfile_hash = LOCKFILES
+            .iter()
+            .map(|name| self.dir.join(name))
+            .find(|path| path.is_file())
+            .map(|path| manifest::hash_hex(&path))
+            .transpose()?;
+        let node_version = run::capture("node", &["--version"], None);
+        let reuse_allowed =
+            self.config.build.reuse_node_modules && !request.no_reuse && !self.config.build.install.is_empty();
+        let reused = reuse_allowed
+            && self.timed("reuse", |b| b.reuse_node_modules(lockfile_hash.as_deref(), node_version.as_deref()))?;
+        if !reused {
+            let install = self.config.build.install.clone();
+            self.timed("install", |b| b.shell("install", &install))?;
+        }
+        let command = self.config.build.command.clone();
+        self.timed("build", |b| b.shell("build", &command))?;
+        self.timed("check", |b| b.check_expected())?;
+        let (manifest, bytes) = self.timed("manifest", |b| b.write_manifest())?;
+
+        let durations = self.durations.clone();
+        let seal = Seal {
+            id: self.id.clone(),
+            created_at,
+            sealed_at: Utc::now(),
+            source: record_source,
+            revision,
+            lockfile_hash,
+            node_version,
+            reused_node_modules: reused,
+            durations_ms: durations,
+            files: manifest.files.len() as u64,
+            bytes,
+        };
+        self.timed("seal", |b| b.seal(&seal))?;
+        Ok(BuildReport {
+            id: self.id.clone(),
+            state: State::Sealed,
+            reused_node_modules: reused,
+            durations_ms: self.durations.clone(),
+            files: seal.files,
+            bytes,
+            dir: self.dir.to_owned(),
+        })
+    }
+
+    fn timed<T>(&mut self, step: &str, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted(self.id.to_string()));
+        }
+        (self.events)(BuildEvent::Step(step));
+        self.log.write(format!("relman: step {step}\n").as_bytes());
+        let started = Instant::now();
+        let value = f(self)?;
+        self.durations.insert(step.to_owned(), millis(started.elapsed()));
+        Ok(value)
+    }
+
+    fn exclude(&self) -> Exclude {
+        Exclude {
+            names: ALWAYS_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
+            paths: self.config.source.exclude.iter().map(Utf8PathBuf::from).collect(),
+        }
+    }
+
+    fn fill(&mut self, source: &SourceSpec) -> Result<(Source, Option<String>)> {
+        match source {
+            SourceSpec::Dir(path) => {
+                copy_tree(path, self.dir, &self.exclude())?;
+                let revision = path
+                    .join(".git")
+                    .exists()
+                    .then(|| run::capture("git", &["rev-parse", "HEAD"], Some(path)))
+                    .flatten();
+                Ok((Source::Dir { path: path.clone() }, revision))
+            }
+            SourceSpec::Git { url, reference } => {
+                let checkout = self.root.state_dir().join("tmp").join(format!("git-{}", self.id));
+                crate::fs::remove_any(&checkout)?;
+                crate::fs::create_dir_all(checkout.parent().expect("tmp has a parent"))?;
+                let result = self.checkout(url, reference.as_deref(), &checkout);
+                let cleanup = crate::fs::remove_any(&checkout);
+                let revision = result?;
+                cleanup?;
+                Ok((
+                    Source::Git {
+                        url: url.clone(),
+                        reference: reference.clone(),
+                    },
+                    Some(revision),
+                ))
+            }
+        }
+    }
+
+    fn checkout(&mut self, url: &str, reference: Option<&str>, checkout: &Utf8Path) -> Result<String> {
+        let mut clone = Command::new("git");
+        clone.args(["clone", "--quiet", "--", url, checkout.as_str()]);
+        self.command("git clone", clone)?;
+        if let Some(reference) = reference {
+            let mut switch = Command::new("git");
+            switch
+                .args(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", reference, "--"])
+                .current_dir(checkout);
+            self.command("git checkout", switch)?;
+        }
+        let revision = run::capture("git", &["rev-parse", "HEAD"], Some(checkout))
+            .ok_or_else(|| Error::Build("git rev-parse HEAD failed in the fresh checkout".into()))?;
+        copy_tree(checkout, self.dir, &self.exclude())?;
+        Ok(revision)
+    }
+
+    fn link_shared(&mut self) -> Result<()> {
+        for path in self.config.shared_paths() {
+            let link = self.dir.join(&path);
+            crate::fs::remove_any(&link)?;
+            let parent = link.parent().expect("a shared path has a parent");
+            crate::fs::create_dir_all(parent)?;
+            // From ROOT/releases/ID/a/b the way up to ROOT is one `..` per directory below it.
+            let depth = 2 + path.components().count() - 1;
+            let mut target = Utf8PathBuf::new();
+            for _ in 0..depth {
+                target.push("..");
+            }
+            target.push("shared");
+            target.push(&path);
+            crate::fs::symlink(&target, &link)?;
+        }
+        Ok(())
+    }
+
+    fn reuse_node_modules(&mut self, lockfile_hash: Option<&str>, node_version: Option<&str>) -> Result<bool> {
+        let (Some(lockfile_hash), Some(node_version)) = (lockfile_hash, node_version) else {
+            return Ok(false);
+        };
+        let releases = store::releases(self.root)?;
+        let Some(newest) = releases.iter().find(|r| r.state == State::Sealed) else {
+            return Ok(false);
+        };
+        let Some(seal) = &newest.seal else { return Ok(false) };
+        let from = newest.dir.join("node_modules");
+        if seal.lockfile_hash.as_deref() != Some(lockfile_hash)
+            || seal.node_version.as_deref() != Some(node_version)
+            || !from.is_dir()
+        {
+            return Ok(false);
+        }
+        let to = self.dir.join("node_modules");
+        crate::fs::create_dir(&to).at("failed to create directory", &to)?;
+        copy_tree(&from, &to, &Exclude::default())?;
+        self.log.write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
+        Ok(true)
+    }
+
+    fn shell(&mut self, what: &str, script: &str) -> Result<()> {
+        if script.is_empty() {
+            self.log.write(format!("relman: {what} command is empty, skipped\n").as_bytes());
+            return Ok(());
+        }
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.dir)
+            .env("RELMAN_RELEASE", self.id.as_str())
+            .env("RELMAN_ROOT", self.root.path())
+            .envs(&self.config.build.env);
+        self.command(&format!("{what} command `{script}`"), command)
+    }
+
+    fn command(&mut self, what: &str, command: Command) -> Result<()> {
+        let log = &mut *self.log;
+        let events = &mut *self.events;
+        let result = run::run(command, self.deadline, self.cancel, &mut |chunk| {
+            log.write(chunk);
+            events(BuildEvent::Output(chunk));
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(Failure::Exit(how)) => Err(Error::Build(format!("{what} {how}"))),
+            Err(Failure::Timeout) => Err(Error::Build(format!(
+                "{what} was killed: the build ran past `build.timeout_secs` ({} s)",
+                self.config.build.timeout_secs
+            ))),
+            Err(Failure::Cancelled) => Err(Error::Interrupted(self.id.to_string())),
+            Err(Failure::Error(err)) => Err(err),
+        }
+    }
+
+    fn check_expected(&mut self) -> Result<()> {
+        let missing: Vec<&str> = self
+            .config
+            .build
+            .expect
+            .iter()
+            .filter(|p| !self.dir.join(p.as_str()).exists())
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Build(format!(
+                "the build succeeded but expected outputs are missing: {}; check `build.command` and `build.expect`",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    fn write_manifest(&mut self) -> Result<(manifest::Manifest, u64)> {
+        let manifest = manifest::compute(self.dir, &self.config.manifest.exclude)?;
+        crate::fs::create_new(&manifest::manifest_path(self.dir), manifest.render().as_bytes())?;
+        let bytes = DeployRoot::tree_bytes(self.dir);
+        Ok((manifest, bytes))
+    }
+
+    fn seal(&mut self, seal: &Seal) -> Result<()> {
+        // Everything the build wrote reaches the disk before the seal says it is complete.
+        crate::fs::sync_filesystem(self.dir)?;
+        let text = serde_json::to_vec_pretty(seal).expect("a seal always serialises");
+        crate::fs::atomic_write(&self.dir.join(META_DIR).join(SEAL_FILE), &text)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The seal's path, for tests and tools.
+pub fn seal_path(release_dir: &Utf8Path) -> Utf8PathBuf {
+    release_dir.join(META_DIR).join(SEAL_FILE)
+}
+

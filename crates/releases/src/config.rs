@@ -1,0 +1,390 @@
+//! `relman.toml`: every key of the contract with its default, read strictly.
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The whole configuration of a deploy root.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub build: BuildConfig,
+    pub shared: SharedConfig,
+    pub manifest: ManifestConfig,
+    pub pm2: Pm2Config,
+    pub preflight: PreflightConfig,
+    pub verify: VerifyConfig,
+    pub retention: RetentionConfig,
+}
+
+/// `[source]`: where builds come from when no flag says.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct SourceConfig {
+    pub path: String,
+    pub git: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub exclude: Vec<String>,
+}
+
+/// `[build]`: the commands that turn a copied source into a release.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct BuildConfig {
+    pub install: String,
+    pub command: String,
+    pub expect: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+    pub reuse_node_modules: bool,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            install: "npm ci".into(),
+            command: "npm run build".into(),
+            expect: vec![".next/BUILD_ID".into()],
+            env: BTreeMap::new(),
+            timeout_secs: 1800,
+            reuse_node_modules: true,
+        }
+    }
+}
+
+/// `[shared]`: persistent paths linked into every release.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct SharedConfig {
+    pub paths: Vec<String>,
+}
+
+/// `[manifest]`: what the checksum manifest leaves out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ManifestConfig {
+    pub exclude: Vec<String>,
+}
+
+impl Default for ManifestConfig {
+    fn default() -> Self {
+        ManifestConfig {
+            exclude: vec!["node_modules".into(), ".next/cache".into()],
+        }
+    }
+}
+
+/// `[pm2]`: the app to reload.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Pm2Config {
+    pub app: String,
+    pub ecosystem: String,
+    pub bin: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for Pm2Config {
+    fn default() -> Self {
+        Pm2Config {
+            app: String::new(),
+            ecosystem: String::new(),
+            bin: "pm2".into(),
+            timeout_secs: 120,
+        }
+    }
+}
+
+/// `[preflight]`: start the release on a spare port before it goes live.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct PreflightConfig {
+    pub command: String,
+    pub url: String,
+    pub port_env: String,
+    pub timeout_secs: u64,
+}
+
+impl Default for PreflightConfig {
+    fn default() -> Self {
+        PreflightConfig {
+            command: String::new(),
+            url: String::new(),
+            port_env: "PORT".into(),
+            timeout_secs: 60,
+        }
+    }
+}
+
+/// `[verify]`: the HTTP health probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct VerifyConfig {
+    pub url: String,
+    pub status: u16,
+    pub body_contains: String,
+    pub attempts: u32,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            url: String::new(),
+            status: 200,
+            body_contains: String::new(),
+            attempts: 10,
+            interval_ms: 1000,
+            timeout_ms: 3000,
+        }
+    }
+}
+
+/// `[retention]`: how many sealed releases `prune` keeps.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RetentionConfig {
+    pub keep: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { keep: 5 }
+    }
+}
+
+/// The file name of the config inside a deploy root.
+pub const CONFIG_FILE: &str = "relman.toml";
+
+impl Config {
+    /// Reads `ROOT/relman.toml`; a missing file means every default.
+    pub fn load(root: &Utf8Path) -> Result<Config> {
+        let path = root.join(CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(err) => Err(Error::io("failed to read", path, err)),
+        }
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Utf8Path) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|err| Error::Config {
+            path: path.to_owned(),
+            message: describe_toml_error(text, &err),
+        })?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (key, paths) in [
+            ("source.exclude", &self.source.exclude),
+            ("build.expect", &self.build.expect),
+            ("shared.paths", &self.shared.paths),
+            ("manifest.exclude", &self.manifest.exclude),
+        ] {
+            for path in paths {
+                check_relative(path).map_err(|why| format!("`{key}` entry \"{path}\" {why}"))?;
+            }
+        }
+        for (key, value) in [
+            ("build.timeout_secs", self.build.timeout_secs),
+            ("pm2.timeout_secs", self.pm2.timeout_secs),
+            ("preflight.timeout_secs", self.preflight.timeout_secs),
+            ("verify.timeout_ms", self.verify.timeout_ms),
+            ("verify.attempts", u64::from(self.verify.attempts)),
+        ] {
+            if value == 0 {
+                return Err(format!("`{key}` must be at least 1"));
+            }
+        }
+        if self.retention.keep == 0 {
+            return Err("`retention.keep` must be at least 1".into());
+        }
+        if !(100..=599).contains(&self.verify.status) {
+            return Err(format!(
+                "`verify.status` must be an HTTP status (100-599), not {}",
+                self.verify.status
+            ));
+        }
+        for (key, url) in [("verify.url", &self.verify.url), ("preflight.url", &self.preflight.url)] {
+            if !url.is_empty() && !url.starts_with("http://") {
+                return Err(format!(
+                    "`{key}` must be a plain http:// URL on this host, not \"{url}\""
+                ));
+            }
+        }
+        if self.preflight.command.is_empty() != self.preflight.url.is_empty() {
+            return Err("`preflight.command` and `preflight.url` go together: set both or neither".into());
+        }
+        if self.pm2.bin.is_empty() {
+            return Err("`pm2.bin` must not be empty (default \"pm2\")".into());
+        }
+        for key in self.build.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(format!("`build.env` has an invalid variable name \"{key}\""));
+            }
+        }
+        Ok(())
+    }
+
+    /// The retention count to use when `--keep` is not given.
+    pub fn keep(&self) -> usize {
+        self.retention.keep
+    }
+
+    /// Shared paths as validated relative paths.
+    pub fn shared_paths(&self) -> Vec<Utf8PathBuf> {
+        self.shared.paths.iter().map(Utf8PathBuf::from).collect()
+    }
+}
+
+/// A relative path that stays inside the directory it is relative to.
+pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
+    let p = Utf8Path::new(path);
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if p.is_absolute() {
+        return Err("must be relative, not absolute");
+    }
+    if p.components().any(|c| !matches!(c, camino::Utf8Component::Normal(_))) {
+        return Err("must not contain `..` or `.` components");
+    }
+    Ok(())
+}
+
+/// One line: the key's line in the file and toml's own message.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let line_number = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_number - 1).unwrap_or("").trim();
+            format!("line {line_number} (`{line}`): {message}")
+        }
+        None => message,
+    }
+}
+
+/// The commented `relman.toml` that `relman init` writes.
+pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values shown are the defaults.
+# Reference: docs/guide.md. An unknown key or a wrong type is an error (exit 2).
+
+[source]
+# path = "/srv/web/repo"       # default for `relman build --source`
+# git = ""                     # default for `relman build --git`
+# ref = ""                     # default for `--ref` (empty: the remote's default branch)
+# exclude = []                 # more paths to leave out of the copy
+
+[build]
+# install = "npm ci"           # empty: skip
+# command = "npm run build"    # empty: skip
+# expect = [".next/BUILD_ID"]  # paths that must exist after the build
+# env = {}                     # extra environment for both commands
+# timeout_secs = 1800
+# reuse_node_modules = true    # copy node_modules from the newest sealed release when the lockfile and node match
+
+[shared]
+# paths = []                   # e.g. [".env.production", "public/uploads"], linked to ROOT/shared/
+
+[manifest]
+# exclude = ["node_modules", ".next/cache"]
+
+[pm2]
+# app = ""                     # the PM2 app name; empty: no reload
+# ecosystem = ""               # reload through this ecosystem file instead
+# bin = "pm2"
+# timeout_secs = 120           # per worker
+
+[preflight]
+# command = ""                 # e.g. "node_modules/.bin/next start -p {port}"; empty: no preflight
+# url = ""                     # e.g. "http://127.0.0.1:{port}/api/health"
+# port_env = "PORT"
+# timeout_secs = 60
+
+[verify]
+# url = ""                     # e.g. "http://127.0.0.1:3000/api/health"; empty: no probe
+# status = 200
+# body_contains = ""           # "{release}" stands for the release ID
+# attempts = 10
+# interval_ms = 1000
+# timeout_ms = 3000
+
+[retention]
+# keep = 5
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Utf8Path::new("relman.toml"))
+    }
+
+    #[test]
+    fn empty_and_template_give_defaults() {
+        for text in ["", TEMPLATE] {
+            let config = parse(text).unwrap();
+            assert_eq!(config.build.install, "npm ci");
+            assert_eq!(config.build.expect, [".next/BUILD_ID"]);
+            assert_eq!(config.manifest.exclude, ["node_modules", ".next/cache"]);
+            assert_eq!(config.pm2.timeout_secs, 120);
+            assert_eq!(config.retention.keep, 5);
+            assert_eq!(config.verify.attempts, 10);
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[build]\ninstal = \"npm ci\"\n").unwrap_err();
+        assert!(err.is_usage());
+        let text = err.to_string();
+        assert!(text.contains("instal"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let err = parse("[build]\ntimeout_secs = \"ten\"\n").unwrap_err();
+        assert!(err.to_string().contains("timeout_secs"), "{err}");
+        let err = parse("[retention]\nkeep = -1\n").unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            ("[shared]\npaths = [\"/etc/passwd\"]", "shared.paths"),
+            ("[shared]\npaths = [\"../up\"]", "shared.paths"),
+            ("[retention]\nkeep = 0", "retention.keep"),
+            ("[verify]\nurl = \"https://x\"", "verify.url"),
+            ("[verify]\nstatus = 42", "verify.status"),
+            ("[preflight]\ncommand = \"node server.js\"", "preflight"),
+            ("[build]\ntimeout_secs = 0", "build.timeout_secs"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Copying a source tree into a fresh release directory.
+//!
+//! Modes and modification times are kept, symlinks are copied as symlinks and never followed,
+//! and the files themselves are copied by a few threads with `copy_file_range(2)` (through
+//! `std::io::copy`), which is what keeps this close to `cp -a`.
+
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// What to leave out of a copy.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Exclude {
+    /// Entry names left out wherever they appear (e.g. `.git`, `node_modules`).
+    pub(crate) names: Vec<String>,
+    /// Paths relative to the source root left out with everything below them.
+    pub(crate) paths: Vec<Utf8PathBuf>,
+}
+
+impl Exclude {
+    fn skips(&self, relative: &Utf8Path) -> bool {
+        relative
+            .file_name()
+            .is_some_and(|name| self.names.iter().any(|n| n == name))
+            || self.paths.iter().any(|p| relative.starts_with(p))
+    }
+}
+
+/// Totals of one copy.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CopyStats {
+    /// Regular files copied.
+    pub(crate) files: u64,
+    /// Bytes of those files.
+    pub(crate) bytes: u64,
+}
+
+/// Copies the tree at `source` into the existing, empty or partly filled directory `dest`.
+pub(crate) fn copy_tree(source: &Utf8Path, dest: &Utf8Path, exclude: &Exclude) -> Result<CopyStats> {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    let walker = walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|entry| {
+            let relative = entry.path().strip_prefix(source).unwrap_or(entry.path());
+            Utf8Path::from_path(relative).is_none_or(|r| !exclude.skips(r))
+        });
+    for entry in walker {
+        let entry = entry.map_err(|err| walk_error(source, err))?;
+        let path = crate::fs::utf8(entry.path().to_path_buf())?;
+        let relative = path.strip_prefix(source).unwrap_or(&path).to_owned();
+        let target = dest.join(&relative);
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            fs::create_dir(&target).at("failed to create directory", &target)?;
+            let meta = entry.metadata().map_err(|err| walk_error(source, err))?;
+            dirs.push((target, meta));
+        } else if file_type.is_symlink() {
+            let link = fs::read_link(&path).at("failed to read symlink", &path)?;
+            std::os::unix::fs::symlink(&link, &target).at("failed to create symlink", &target)?;
+        } else if file_type.is_file() {
+            files.push((path, target));
+        }
+        // Sockets, FIFOs and devices have no place in a release and are left out.
+    }
+
+    let stats = copy_files(&files)?;
+
+    // Directory modes and times go last: adding entries changes a directory's mtime, and a
+    // read-only directory could not have been filled.
+    for (dir, meta) in dirs.iter().rev() {
+        let handle = File::open(dir).at("failed to open", dir)?;
+        handle
+            .set_permissions(meta.permissions())
+            .at("failed to set the mode of", dir)?;
+        if let Ok(modified) = meta.modified() {
+            let _ = handle.set_times(FileTimes::new().set_modified(modified));
+        }
+    }
+    Ok(stats)
+}
+
+fn copy_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let totals = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut stats = CopyStats::default();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((from, to)) = files.get(index) else {
+                            break;
+                        };
+                        match copy_file(from, to) {
+                            Ok(bytes) => {
+                                stats.files += 1;
+                                stats.bytes += bytes;
+                            }
+                            Err(err) => {
+                                failure.lock().unwrap().get_or_insert(err);
+                                next.store(files.len(), Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                    stats
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("copy worker panicked"))
+            .fold(CopyStats::default(), |a, b| CopyStats {
+                files: a.files + b.files,
+                bytes: a.bytes + b.bytes,
+            })
+    });
+    match failure.into_inner().unwrap() {
+        Some(err) => Err(err),
+        None => Ok(totals),
+    }
+}
+
+/// Copies one regular file, keeping its mode and times.
+fn copy_file(from: &Utf8Path, to: &Utf8Path) -> Result<u64> {
+    let mut source = File::open(from).at("failed to open", from)?;
+    let meta = source.metadata().at("failed to inspect", from)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let mut dest = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode | 0o200)
+        .open(to)
+        .at("failed to create", to)?;
+    let bytes = io::copy(&mut source, &mut dest).at("failed to copy to", to)?;
+    dest.set_permissions(fs::Permissions::from_mode(mode))
+        .at("failed to set the mode of", to)?;
+    let mut times = FileTimes::new();
+    if let Ok(modified) = meta.modified() {
+        times = times.set_modified(modified);
+    }
+    if let Ok(accessed) = meta.accessed() {
+        times = times.set_accessed(accessed);
+    }
+    dest.set_times(times).at("failed to set the times of", to)?;
+    Ok(bytes)
+}
+
+fn walk_error(root: &Utf8Path, err: walkdir::Error) -> Error {
+    let path = err
+        .path()
+        .and_then(Utf8Path::from_path)
+        .map_or_else(|| root.to_owned(), Utf8Path::to_owned);
+    Error::io(
+        "failed to read",
+        path,
+        err.into_io_error()
+            .unwrap_or_else(|| io::Error::other("filesystem loop")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn keeps_modes_links_and_skips_excluded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let source = root.join("src");
+        fs::create_dir_all(source.join("bin")).unwrap();
+        fs::create_dir_all(source.join("node_modules/x")).unwrap();
+        fs::create_dir_all(source.join("deep/node_modules")).unwrap();
+        fs::create_dir_all(source.join("cache/tmp")).unwrap();
+        fs::write(source.join("bin/run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(source.join("bin/run"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(source.join("secret"), "x").unwrap();
+        fs::set_permissions(source.join("secret"), fs::Permissions::from_mode(0o400)).unwrap();
+        fs::write(source.join("cache/tmp/f"), "x").unwrap();
+        fs::write(root.join("outside"), "outside").unwrap();
+        symlink("../outside", source.join("escape")).unwrap();
+        symlink("/nonexistent/target", source.join("dangling")).unwrap();
+
+        let dest = root.join("dest");
+        fs::create_dir(&dest).unwrap();
+        let exclude = Exclude {
+            names: vec!["node_modules".into()],
+            paths: vec!["cache/tmp".into()],
+        };
+        let stats = copy_tree(&source, &dest, &exclude).unwrap();
+        assert_eq!(stats.files, 2);
+
+        let mode = |p: &str| fs::metadata(dest.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("bin/run"), 0o755);
+        assert_eq!(mode("secret"), 0o400);
+        assert_eq!(
+            fs::read_link(dest.join("escape")).unwrap().to_str(),
+            Some("../outside")
+        );
+        assert!(fs::symlink_metadata(dest.join("dangling")).is_ok());
+        assert!(!dest.join("node_modules").exists());
+        assert!(!dest.join("deep/node_modules").exists());
+        assert!(dest.join("cache").is_dir() && !dest.join("cache/tmp").exists());
+        assert_eq!(
+            fs::metadata(source.join("bin/run")).unwrap().modified().unwrap(),
+            fs::metadata(dest.join("bin/run")).unwrap().modified().unwrap()
+        );
+    }
+}

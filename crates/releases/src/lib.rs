@@ -1,0 +1,39 @@
+//! The deploy root of relman.
+//!
+//! A deploy root holds one directory per release under `releases/`, the `current` symlink to
+//! the live one, persistent `shared/` paths, and relman's own state in `.relman/` (the root
+//! lock and the activation history). This crate owns all of it except the `current` flip's
+//! orchestration, which lives in `relman-activate`:
+//!
+//! - [`ReleaseId`]: the only way an ID enters the program, validated.
+//! - [`Config`]: `relman.toml`, strict, every key defaulted.
+//! - [`build()`]: a new release, filled, built and sealed in a fresh directory.
+//! - [`store`]: release states (`sealed`, `failed`, `building`), order, rollback target.
+//! - [`manifest`]: the SHA-256 manifest and `verify`.
+//! - [`prune()`]: deletes what nothing protects.
+//! - [`history`]: `history.jsonl`.
+//! - [`fs`]: every filesystem mutation, atomic and durable, and the kernel locks.
+#![deny(missing_docs)]
+
+mod build;
+pub mod config;
+mod error;
+pub mod fs;
+pub mod history;
+mod id;
+pub mod manifest;
+mod prune;
+mod record;
+mod root;
+mod run;
+pub mod store;
+
+pub use build::{BuildEvent, BuildReport, BuildRequest, SourceSpec, build, seal_path};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use fs::lock::{BuildLock, RootLock};
+pub use id::ReleaseId;
+pub use prune::{PruneReport, Protected, prune};
+pub use record::{Seal, Source};
+pub use root::{DeployRoot, InitReport};
+pub use store::{Release, State};

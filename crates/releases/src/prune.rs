@@ -1,0 +1,160 @@
+//! `relman prune`: delete old releases, never a protected one.
+//!
+//! Protected: the current release, the rollback target, any release still building, and any
+//! release that a running process (a PM2 worker, the daemon) has as its working directory.
+//! A release is deleted by renaming it out of `releases/` first, so a crash mid-delete leaves
+//! no half-deleted release behind, only trash that the next prune empties.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::ReleaseId;
+use crate::root::DeployRoot;
+use crate::store::{self, State};
+
+/// What `relman prune` did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// Deleted releases, newest first.
+    pub deleted: Vec<ReleaseId>,
+    /// Releases left in place, newest first.
+    pub kept: Vec<ReleaseId>,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Why each protected release was kept.
+    pub protected: Vec<Protected>,
+}
+
+/// A release prune may not delete, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protected {
+    /// The release.
+    pub id: ReleaseId,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Deletes all but the `keep` newest sealed releases (default: `retention.keep`) and the
+/// protected ones; failed builds beyond those go too.
+pub fn prune(
+    root: &DeployRoot,
+    keep: Option<usize>,
+    dry_run: bool,
+    on_wait: &mut dyn FnMut(&str),
+) -> Result<PruneReport> {
+    if keep == Some(0) {
+        return Err(Error::Usage(
+            "`--keep` must be at least 1: the current release is always kept".into(),
+        ));
+    }
+    root.require_initialised()?;
+    let config = root.config()?;
+    let keep = keep.unwrap_or(config.retention.keep);
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(root.lock("relman prune", on_wait)?)
+    };
+    if !dry_run {
+        empty_trash(root)?;
+    }
+
+    let overview = store::overview(root)?;
+    let in_use = releases_in_use(root);
+    let mut protected = Vec::new();
+    for release in &overview.releases {
+        let reason = if overview.current.as_ref() == Some(&release.id) {
+            Some("current")
+        } else if overview.rollback_target.as_ref() == Some(&release.id) {
+            Some("rollback target")
+        } else if release.state == State::Building {
+            Some("building")
+        } else if in_use.contains(release.id.as_str()) {
+            Some("in use by a running process")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            protected.push(Protected {
+                id: release.id.clone(),
+                reason,
+            });
+        }
+    }
+
+    let mut sealed_kept = 0;
+    let mut report = PruneReport {
+        deleted: Vec::new(),
+        kept: Vec::new(),
+        bytes_freed: 0,
+        dry_run,
+        protected: protected.clone(),
+    };
+    for release in &overview.releases {
+        let is_protected = protected.iter().any(|p| p.id == release.id);
+        let newest_sealed = release.state == State::Sealed && sealed_kept < keep;
+        if newest_sealed {
+            sealed_kept += 1;
+        }
+        if is_protected || newest_sealed {
+            report.kept.push(release.id.clone());
+            continue;
+        }
+        report.bytes_freed += DeployRoot::tree_bytes(&release.dir);
+        if !dry_run {
+            delete(root, &release.id)?;
+        }
+        report.deleted.push(release.id.clone());
+    }
+    Ok(report)
+}
+
+/// Moves a release out of `releases/` (one atomic rename), then removes it.
+fn delete(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
+    let trash = root.trash_dir();
+    crate::fs::create_dir_all(&trash)?;
+    let target = trash.join(format!("{id}.{:08x}", crate::fs::random_u32()));
+    crate::fs::rename(&root.release_dir(id), &target)?;
+    crate::fs::remove_any(&target)
+}
+
+fn empty_trash(root: &DeployRoot) -> Result<()> {
+    let trash = root.trash_dir();
+    let Ok(entries) = std::fs::read_dir(&trash) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if let Ok(path) = crate::fs::utf8(entry.path()) {
+            crate::fs::remove_any(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Names of release directories that some process has as its working directory.
+fn releases_in_use(root: &DeployRoot) -> BTreeSet<String> {
+    let releases = root.releases_dir();
+    let mut in_use = BTreeSet::new();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return in_use;
+    };
+    for process in processes.flatten() {
+        let name = process.file_name();
+        if !name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(process.path().join("cwd")) else {
+            continue;
+        };
+        if let Ok(rest) = cwd.strip_prefix(&releases) {
+            if let Some(first) = rest.components().next() {
+                in_use.insert(first.as_os_str().to_string_lossy().into_owned());
+            }
+        }
+    }
+    in_use
+}

@@ -1,0 +1,85 @@
+//! The files a build leaves in `releases/ID/.relman/`: the claim written when the ID is taken,
+//! and the seal (`release.json`) written last, whose presence means "sealed".
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::ReleaseId;
+
+/// Where a release's files came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    /// Copied from a directory.
+    Dir {
+        /// The source directory.
+        path: Utf8PathBuf,
+    },
+    /// Checked out from a git repository.
+    Git {
+        /// The repository URL.
+        url: String,
+        /// The ref asked for, if any.
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+}
+
+/// The seal: `releases/ID/.relman/release.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seal {
+    /// The release ID; must equal the directory name.
+    pub id: ReleaseId,
+    /// When the build started; "newest" means the latest of these.
+    pub created_at: DateTime<Utc>,
+    /// When the seal was written.
+    pub sealed_at: DateTime<Utc>,
+    /// Where the files came from.
+    pub source: Source,
+    /// The git commit, for git sources and directory sources that are git work trees.
+    pub revision: Option<String>,
+    /// SHA-256 of the lockfile, if there was one.
+    pub lockfile_hash: Option<String>,
+    /// `node --version` at build time.
+    pub node_version: Option<String>,
+    /// Whether `node_modules` was copied from an earlier release instead of installed.
+    pub reused_node_modules: bool,
+    /// Milliseconds per build step.
+    pub durations_ms: BTreeMap<String, u64>,
+    /// Files in the manifest.
+    pub files: u64,
+    /// Bytes of the whole release directory, `node_modules` included.
+    pub bytes: u64,
+}
+
+/// Written when a build claims its ID, so an unsealed release still has a creation time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Claim {
+    pub(crate) id: ReleaseId,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) pid: u32,
+}
+
+/// The names of the files inside `releases/ID/.relman/`.
+pub(crate) const META_DIR: &str = ".relman";
+pub(crate) const SEAL_FILE: &str = "release.json";
+pub(crate) const MANIFEST_FILE: &str = "manifest.sha256";
+pub(crate) const LOG_FILE: &str = "build.log";
+pub(crate) const LOCK_FILE: &str = "build.lock";
+pub(crate) const CLAIM_FILE: &str = "build.json";
+
+/// Reads a seal; anything unreadable, truncated or inconsistent is `None` (the release then
+/// reads as failed, never as sealed).
+pub(crate) fn read_seal(release_dir: &Utf8Path, id: &ReleaseId) -> Option<Seal> {
+    let text = std::fs::read(release_dir.join(META_DIR).join(SEAL_FILE)).ok()?;
+    let seal: Seal = serde_json::from_slice(&text).ok()?;
+    (seal.id == *id).then_some(seal)
+}
+
+pub(crate) fn read_claim(release_dir: &Utf8Path) -> Option<Claim> {
+    let text = std::fs::read(release_dir.join(META_DIR).join(CLAIM_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}

@@ -1,0 +1,195 @@
+//! The deploy root: where everything lives, and `relman init`.
+
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::config::{CONFIG_FILE, Config, TEMPLATE};
+use crate::error::{Error, Result};
+use crate::fs::lock::{RootLock, lock_root};
+use crate::id::ReleaseId;
+
+/// A deploy root, by its canonical path.
+#[derive(Debug, Clone)]
+pub struct DeployRoot {
+    path: Utf8PathBuf,
+}
+
+/// What `relman init` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InitReport {
+    /// The deploy root.
+    pub root: Utf8PathBuf,
+    /// Paths it created (empty on a second run).
+    pub created: Vec<Utf8PathBuf>,
+}
+
+/// How long a command waits for the root lock unless `RELMAN_LOCK_WAIT_SECS` says otherwise.
+const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+impl DeployRoot {
+    /// Opens an existing directory as a deploy root.
+    pub fn open(path: &Utf8Path) -> Result<DeployRoot> {
+        let canonical = std::fs::canonicalize(path).map_err(|err| {
+            if err.kind() == std::io::ErrorKind::NotFound {
+                Error::Usage(format!(
+                    "deploy root `{path}` does not exist: create it, or pass `--root DIR`"
+                ))
+            } else {
+                Error::io("failed to open deploy root", path, err)
+            }
+        })?;
+        let path = crate::fs::utf8(canonical)?;
+        if !path.is_dir() {
+            return Err(Error::Usage(format!("deploy root `{path}` is not a directory")));
+        }
+        Ok(DeployRoot { path })
+    }
+
+    /// The root directory.
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// `ROOT/releases`.
+    pub fn releases_dir(&self) -> Utf8PathBuf {
+        self.path.join("releases")
+    }
+
+    /// `ROOT/releases/ID`.
+    pub fn release_dir(&self, id: &ReleaseId) -> Utf8PathBuf {
+        self.releases_dir().join(id.as_str())
+    }
+
+    /// `ROOT/shared`.
+    pub fn shared_dir(&self) -> Utf8PathBuf {
+        self.path.join("shared")
+    }
+
+    /// `ROOT/current`.
+    pub fn current_link(&self) -> Utf8PathBuf {
+        self.path.join("current")
+    }
+
+    /// `ROOT/.relman`: relman's own state.
+    pub fn state_dir(&self) -> Utf8PathBuf {
+        self.path.join(".relman")
+    }
+
+    /// `ROOT/.relman/history.jsonl`.
+    pub fn history_path(&self) -> Utf8PathBuf {
+        self.state_dir().join("history.jsonl")
+    }
+
+    /// `ROOT/.relman/trash`: where `prune` moves a release before deleting it.
+    pub(crate) fn trash_dir(&self) -> Utf8PathBuf {
+        self.state_dir().join("trash")
+    }
+
+    /// Reads `ROOT/relman.toml`.
+    pub fn config(&self) -> Result<Config> {
+        Config::load(&self.path)
+    }
+
+    /// Takes the root lock for a mutating command, describing this process as `purpose`.
+    ///
+    /// Waits up to `RELMAN_LOCK_WAIT_SECS` (default 300) for another relman to finish, calling
+    /// `on_wait` once with the holder's description before it blocks.
+    pub fn lock(&self, purpose: &str, on_wait: &mut dyn FnMut(&str)) -> Result<RootLock> {
+        let wait = std::env::var("RELMAN_LOCK_WAIT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_LOCK_WAIT, Duration::from_secs);
+        let state = self.state_dir();
+        if !state.is_dir() {
+            crate::fs::create_dir_all(&state)?;
+        }
+        let holder = format!(
+            "pid {} ({purpose}, since {})",
+            std::process::id(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        lock_root(&state.join("lock"), &holder, wait, on_wait)
+    }
+
+    /// The release `current` points to, or `None` before the first activation.
+    pub fn current(&self) -> Result<Option<ReleaseId>> {
+        let link = self.current_link();
+        let target = match std::fs::read_link(&link) {
+            Ok(target) => target,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+                return Err(Error::Malformed {
+                    path: link,
+                    message: "it is not a symlink; relman manages `current` as a symlink to releases/ID".into(),
+                });
+            }
+            Err(err) => return Err(Error::io("failed to read symlink", link, err)),
+        };
+        let target = crate::fs::utf8(target)?;
+        let name = match target.strip_prefix("releases") {
+            Ok(rest) if rest.components().count() == 1 => rest.as_str(),
+            _ => {
+                return Err(Error::Malformed {
+                    path: link,
+                    message: format!("it points to `{target}`, not to releases/ID"),
+                });
+            }
+        };
+        ReleaseId::parse(name).map(Some)
+    }
+
+    /// Creates the layout and a commented config; never overwrites anything.
+    pub fn init(path: &Utf8Path) -> Result<(DeployRoot, InitReport)> {
+        let mut created = Vec::new();
+        if !path.exists() {
+            crate::fs::create_dir_all(path)?;
+            created.push(path.to_owned());
+        }
+        let root = DeployRoot::open(path)?;
+        let _lock = root.lock("relman init", &mut |_| {})?;
+        for dir in [root.releases_dir(), root.shared_dir(), root.state_dir()] {
+            if !dir.is_dir() {
+                crate::fs::create_dir_all(&dir)?;
+                created.push(dir);
+            }
+        }
+        let config = root.path.join(CONFIG_FILE);
+        if !config.exists() {
+            crate::fs::create_new(&config, TEMPLATE.as_bytes())?;
+            created.push(config);
+        }
+        crate::fs::sync_dir(&root.path)?;
+        let report = InitReport {
+            root: root.path.clone(),
+            created,
+        };
+        Ok((root, report))
+    }
+
+    /// Fails unless `releases/` exists, telling the operator to run `relman init`.
+    pub fn require_initialised(&self) -> Result<()> {
+        let releases = self.releases_dir();
+        if releases.is_dir() {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "`{releases}` does not exist: run `relman init --root {}` first",
+                self.path
+            )))
+        }
+    }
+
+    /// Size in bytes of everything under `dir`, symlinks not followed.
+    pub(crate) fn tree_bytes(dir: &Utf8Path) -> u64 {
+        walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
