@@ -1,1 +1,26 @@
-fn main() {}
+//! The `relman` binary: parse the command line, run one command, map the outcome to an exit code.
+
+mod cli;
+mod commands;
+mod error;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { error::USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = cli.global.json;
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => ExitCode::from(ui::report_error(&err, json)),
+    }
+}

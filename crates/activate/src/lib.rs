@@ -1,1 +1,20 @@
-//! placeholder
+//! The go-live path of relman.
+//!
+//! [`activate()`] makes a sealed release live the way the contract orders it: integrity,
+//! preflight, one `rename(2)` of `current`, a PM2 reload one worker at a time with each worker
+//! proven to run the new release (`/proc/PID/cwd`), the HTTP probe, and an automatic way back
+//! when any of that fails. [`status()`] and [`doctor()`] read the same state without changing
+//! it. PM2 is driven through its command line ([`pm2`]); its exit codes are never trusted, its
+//! `jlist` is.
+#![deny(missing_docs)]
+
+mod doctor;
+mod error;
+pub mod pm2;
+mod roll;
+mod status;
+
+pub use doctor::{Check, Level, doctor};
+pub use error::{Error, Result};
+pub use roll::{ActivateReport, Event, Gates, Goal, WorkerReport, activate, probe_spec};
+pub use status::{InstanceStatus, Pm2Status, ProbeOutcome, Status, probe, status};

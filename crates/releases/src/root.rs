@@ -147,8 +147,12 @@ impl DeployRoot {
             created.push(path.to_owned());
         }
         let root = DeployRoot::open(path)?;
+        if !root.state_dir().is_dir() {
+            crate::fs::create_dir_all(&root.state_dir())?;
+            created.push(root.state_dir());
+        }
         let _lock = root.lock("relman init", &mut |_| {})?;
-        for dir in [root.releases_dir(), root.shared_dir(), root.state_dir()] {
+        for dir in [root.releases_dir(), root.shared_dir()] {
             if !dir.is_dir() {
                 crate::fs::create_dir_all(&dir)?;
                 created.push(dir);

@@ -1,0 +1,244 @@
+//! `relman doctor`: is this host ready for zero-downtime deploys? Each check says OK, WARN or
+//! FAIL, and how to fix it.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use relman_releases::{DeployRoot, store};
+use serde::Serialize;
+
+use crate::pm2::Pm2;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but not as well as it should.
+    Warn,
+    /// Deploys will drop requests or fail.
+    Fail,
+}
+
+/// One check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// How it came out.
+    pub level: Level,
+    /// What was found.
+    pub message: String,
+    /// What to do about it.
+    pub fix: Option<String>,
+}
+
+/// PM2's default `kill_timeout`, which is too short for slow requests to finish.
+const PM2_DEFAULT_KILL_TIMEOUT_MS: u64 = 1600;
+/// A kill timeout shorter than this risks cutting in-flight requests.
+const MIN_KILL_TIMEOUT_MS: u64 = 5000;
+
+/// Runs every check; changes nothing.
+pub fn doctor(root: &DeployRoot) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut push = |name, level, message: String, fix: Option<String>| {
+        checks.push(Check {
+            name,
+            level,
+            message,
+            fix,
+        });
+    };
+    let config = match root.require_initialised().and_then(|()| root.config()) {
+        Ok(config) => {
+            push("config", Level::Ok, "relman.toml is valid".into(), None);
+            config
+        }
+        Err(err) => {
+            push("config", Level::Fail, err.to_string(), Some("fix relman.toml (see docs/guide.md)".into()));
+            return checks;
+        }
+    };
+
+    let current = match root.current() {
+        Ok(Some(id)) => match store::sealed_release(root, &id) {
+            Ok(_) => {
+                push("current", Level::Ok, format!("`current` points to sealed release {id}"), None);
+                Some(id)
+            }
+            Err(err) => {
+                push("current", Level::Fail, err.to_string(), Some(format!("activate a sealed release: `relman activate ID`")));
+                None
+            }
+        },
+        Ok(None) => {
+            push("current", Level::Warn, "nothing is live yet".into(), Some("`relman build`, then `relman activate ID`".into()));
+            None
+        }
+        Err(err) => {
+            push("current", Level::Fail, err.to_string(), Some("move it away and `relman activate ID`".into()));
+            None
+        }
+    };
+
+    let app = &config.pm2.app;
+    let pm2 = Pm2::new(&config.pm2.bin);
+    let version = duct::cmd(&config.pm2.bin, ["--version"])
+        .stdin_null()
+        .stderr_null()
+        .stdout_capture()
+        .unchecked()
+        .run();
+    match version {
+        Ok(out) if out.status.success() => push(
+            "pm2",
+            Level::Ok,
+            format!("PM2 {} (`{}`)", String::from_utf8_lossy(&out.stdout).trim(), config.pm2.bin),
+            None,
+        ),
+        _ => push(
+            "pm2",
+            if app.is_empty() { Level::Warn } else { Level::Fail },
+            format!("PM2 not found or not working (`pm2.bin` = \"{}\")", config.pm2.bin),
+            Some("`npm install -g pm2`, or set `pm2.bin` to its path".into()),
+        ),
+    }
+
+    if app.is_empty() {
+        push(
+            "app",
+            Level::Warn,
+            "`pm2.app` is empty: activate flips `current` but reloads nothing".into(),
+            Some("set `pm2.app` in relman.toml to the PM2 app name".into()),
+        );
+    } else {
+        match pm2.check_daemon().and_then(|()| pm2.instances(app)) {
+            Err(err) => push("app", Level::Fail, err.to_string(), None),
+            Ok(instances) if instances.is_empty() => push(
+                "app",
+                Level::Fail,
+                format!("PM2 has no app named \"{app}\""),
+                Some(format!("start it: `pm2 start ecosystem.config.js` with cwd `{}`", root.current_link())),
+            ),
+            Ok(instances) => {
+                push("app", Level::Ok, format!("PM2 runs \"{app}\""), None);
+                let cluster = instances.iter().all(|i| i.exec_mode == "cluster_mode");
+                if cluster && instances.len() >= 2 {
+                    push("cluster", Level::Ok, format!("cluster mode, {} instances", instances.len()), None);
+                } else {
+                    push(
+                        "cluster",
+                        Level::Fail,
+                        format!(
+                            "{} instance(s), exec mode {}: a reload is then a restart and drops requests",
+                            instances.len(),
+                            instances.first().map_or("?", |i| i.exec_mode.as_str())
+                        ),
+                        Some("set `exec_mode: \"cluster\"` and `instances: 2` (or more) in the ecosystem file, then `pm2 delete` and `pm2 start` it".into()),
+                    );
+                }
+                let link = root.current_link();
+                let wrong: Vec<String> = instances
+                    .iter()
+                    .filter(|i| !is_current_link(root, i.pm_cwd.as_deref()))
+                    .map(|i| format!("{} (`{}`)", i.pm_id, i.pm_cwd.as_deref().unwrap_or("?")))
+                    .collect();
+                if wrong.is_empty() {
+                    push("cwd", Level::Ok, format!("every instance starts in `{link}`"), None);
+                } else {
+                    push(
+                        "cwd",
+                        Level::Fail,
+                        format!("instances not started in `{link}`: {}; a reload keeps them on their old release", wrong.join(", ")),
+                        Some(format!("set `cwd: \"{link}\"` in the ecosystem file, then `pm2 delete` and `pm2 start` it")),
+                    );
+                }
+                let kill_timeout = instances
+                    .iter()
+                    .map(|i| i.kill_timeout.unwrap_or(PM2_DEFAULT_KILL_TIMEOUT_MS))
+                    .min()
+                    .unwrap_or(PM2_DEFAULT_KILL_TIMEOUT_MS);
+                if kill_timeout >= MIN_KILL_TIMEOUT_MS {
+                    push("kill_timeout", Level::Ok, format!("kill_timeout {kill_timeout} ms"), None);
+                } else {
+                    push(
+                        "kill_timeout",
+                        Level::Warn,
+                        format!("kill_timeout {kill_timeout} ms: PM2 SIGKILLs a draining worker after that, cutting slow requests"),
+                        Some("set `kill_timeout: 10000` (longer than your slowest request) and shut down gracefully on SIGINT (docs/guide.md)".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    if config.verify.url.is_empty() {
+        push(
+            "health",
+            Level::Warn,
+            "`verify.url` is empty: activations are not probed".into(),
+            Some("set `verify.url`, e.g. \"http://127.0.0.1:3000/api/health\"".into()),
+        );
+    } else {
+        let spec = match &current {
+            Some(id) => crate::roll::probe_spec(&config, id),
+            None => crate::roll::probe_spec(&config, &relman_releases::ReleaseId::parse("none").expect("valid")),
+        };
+        let spec = relman_verify::ProbeSpec {
+            attempts: 1,
+            body_contains: if current.is_some() { spec.body_contains.clone() } else { None },
+            timeout: spec.timeout.min(Duration::from_secs(5)),
+            ..spec
+        };
+        match relman_verify::check_once(&spec) {
+            Ok(status) => push("health", Level::Ok, format!("{} answered {status}", spec.url), None),
+            Err(failure) => push(
+                "health",
+                Level::Fail,
+                format!("{}: {failure}", spec.url),
+                Some("start the app, or fix `verify.url`".into()),
+            ),
+        }
+    }
+
+    let needed = store::releases(root)
+        .ok()
+        .and_then(|rs| rs.iter().filter_map(|r| r.seal.as_ref().map(|s| s.bytes)).max())
+        .unwrap_or(0);
+    match free_bytes(root.path().as_str()) {
+        Some(free) if free > needed.saturating_mul(2).max(100 << 20) => push(
+            "disk",
+            Level::Ok,
+            format!("{} MiB free", free >> 20),
+            None,
+        ),
+        Some(free) => push(
+            "disk",
+            if free > needed { Level::Warn } else { Level::Fail },
+            format!("{} MiB free; the largest release is {} MiB", free >> 20, needed >> 20),
+            Some("`relman prune` or free some space before the next build".into()),
+        ),
+        None => push("disk", Level::Warn, "could not read free space".into(), None),
+    }
+    checks
+}
+
+/// Whether PM2's stored cwd is `ROOT/current` itself (not a resolved release path).
+fn is_current_link(root: &DeployRoot, pm_cwd: Option<&str>) -> bool {
+    let Some(pm_cwd) = pm_cwd else { return false };
+    let path = std::path::Path::new(pm_cwd.trim_end_matches('/'));
+    path.file_name().is_some_and(|n| n == "current")
+        && path
+            .parent()
+            .and_then(|p| std::fs::canonicalize(p).ok())
+            .is_some_and(|p| p == root.path().as_std_path())
+}
+
+fn free_bytes(path: &str) -> Option<u64> {
+    let path = CString::new(path).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}

@@ -1,0 +1,270 @@
+//! PM2, driven through its command line: `pm2 jlist` to see, `pm2 reload` to act.
+//!
+//! Nothing PM2 prints is trusted blindly: `jlist` output is parsed strictly, and a reload's
+//! exit status proves nothing (it is 0 even when every new worker crashed), so callers read
+//! the instances back and check them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// One PM2 instance, as `pm2 jlist` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Instance {
+    /// PM2's id of this instance.
+    pub pm_id: u64,
+    /// The app name.
+    pub name: String,
+    /// The OS pid (0 when not running).
+    pub pid: u32,
+    /// `online`, `launching`, `errored`, `stopped`, …
+    pub status: String,
+    /// How many times PM2 restarted it.
+    pub restarts: u64,
+    /// The working directory PM2 starts it in (`pm_cwd`).
+    pub pm_cwd: Option<String>,
+    /// `cluster_mode` or `fork_mode`.
+    pub exec_mode: String,
+    /// PM2's `kill_timeout` in ms, if set.
+    pub kill_timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RawProcess {
+    pm_id: u64,
+    name: String,
+    #[serde(default)]
+    pid: Option<u32>,
+    pm2_env: RawEnv,
+}
+
+#[derive(Deserialize)]
+struct RawEnv {
+    status: String,
+    #[serde(default)]
+    restart_time: Option<u64>,
+    #[serde(default)]
+    pm_cwd: Option<String>,
+    #[serde(default)]
+    exec_mode: Option<String>,
+    #[serde(default)]
+    kill_timeout: Option<u64>,
+}
+
+/// Parses `pm2 jlist` output. PM2 can print notices before the JSON, so parsing starts at the
+/// first line that opens an array.
+pub fn parse_jlist(text: &str) -> Result<Vec<Instance>> {
+    let start = text
+        .match_indices('[')
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+        .ok_or_else(|| Error::Pm2(format!("`pm2 jlist` printed no JSON list: {}", snippet(text))))?;
+    let raw: Vec<RawProcess> = serde_json::from_str(text[start..].trim_end()).map_err(|err| {
+        Error::Pm2(format!("`pm2 jlist` printed JSON relman cannot read ({err}): {}", snippet(&text[start..])))
+    })?;
+    Ok(raw
+        .into_iter()
+        .map(|p| Instance {
+            pm_id: p.pm_id,
+            name: p.name,
+            pid: p.pid.unwrap_or(0),
+            status: p.pm2_env.status,
+            restarts: p.pm2_env.restart_time.unwrap_or(0),
+            pm_cwd: p.pm2_env.pm_cwd,
+            exec_mode: p.pm2_env.exec_mode.unwrap_or_default(),
+            kill_timeout: p.pm2_env.kill_timeout,
+        })
+        .collect())
+}
+
+fn snippet(text: &str) -> String {
+    let flat = text.trim().replace('\n', " ");
+    if flat.len() > 200 {
+        format!("{}…", &flat[..flat.floor_char_boundary(200)])
+    } else {
+        flat
+    }
+}
+
+/// How to run PM2.
+#[derive(Debug, Clone)]
+pub struct Pm2 {
+    bin: String,
+}
+
+impl Pm2 {
+    /// PM2 through the executable `bin` (a name on `PATH` or a path).
+    pub fn new(bin: &str) -> Pm2 {
+        Pm2 { bin: bin.to_owned() }
+    }
+
+    /// `$PM2_HOME`, else `~/.pm2`.
+    pub fn home() -> PathBuf {
+        std::env::var_os("PM2_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pm2")))
+            .unwrap_or_else(|| PathBuf::from(".pm2"))
+    }
+
+    /// Checks the daemon is up without starting one (any `pm2` command would start a fresh,
+    /// empty daemon, which then reports the app as unknown).
+    pub fn check_daemon(&self) -> Result<()> {
+        let socket = Pm2::home().join("rpc.sock");
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(Error::Pm2(format!(
+                "the PM2 daemon is not running (no answer on `{}`: {err}); start the app with `pm2 start`, or set PM2_HOME to the daemon's home",
+                socket.display()
+            ))),
+        }
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+        let mut expression = duct::cmd(&self.bin, args)
+            .stdin_null()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked();
+        for (key, value) in env {
+            expression = expression.env(key, value);
+        }
+        let output = expression.run().map_err(|err| {
+            if err.kind() == std::io::ErrorKind::NotFound {
+                Error::Pm2(format!(
+                    "PM2 not found (`pm2.bin` = \"{}\"): install it (`npm install -g pm2`) or set `pm2.bin` in relman.toml",
+                    self.bin
+                ))
+            } else {
+                Error::Pm2(format!("failed to run `{} {}`: {err}", self.bin, args.join(" ")))
+            }
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(Error::Pm2(format!(
+                "`{} {}` failed ({}): {}",
+                self.bin,
+                args.join(" "),
+                output.status,
+                snippet(&text)
+            )))
+        }
+    }
+
+    /// Every process PM2 manages.
+    pub fn list(&self) -> Result<Vec<Instance>> {
+        // jlist writes JSON on stdout only; stderr is kept apart so notices cannot corrupt it.
+        let output = duct::cmd(&self.bin, ["jlist"])
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|err| {
+                if err.kind() == std::io::ErrorKind::NotFound {
+                    Error::Pm2(format!(
+                        "PM2 not found (`pm2.bin` = \"{}\"): install it (`npm install -g pm2`) or set `pm2.bin` in relman.toml",
+                        self.bin
+                    ))
+                } else {
+                    Error::Pm2(format!("failed to run `{} jlist`: {err}", self.bin))
+                }
+            })?;
+        if !output.status.success() {
+            return Err(Error::Pm2(format!(
+                "`{} jlist` failed ({}): {}",
+                self.bin,
+                output.status,
+                snippet(&String::from_utf8_lossy(&output.stderr))
+            )));
+        }
+        parse_jlist(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    /// The instances of one app, in `jlist` order.
+    pub fn instances(&self, app: &str) -> Result<Vec<Instance>> {
+        Ok(self.list()?.into_iter().filter(|i| i.name == app).collect())
+    }
+
+    /// Reloads one instance with `env` added to PM2's environment (`--update-env`).
+    pub fn reload_instance(&self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
+        self.run(&["reload", &pm_id.to_string(), "--update-env"], env).map(drop)
+    }
+
+    /// Reloads through an ecosystem file, optionally only one app.
+    pub fn reload_ecosystem(&self, ecosystem: &str, app: Option<&str>, env: &[(&str, &str)]) -> Result<()> {
+        let mut args = vec!["reload", ecosystem, "--update-env"];
+        if let Some(app) = app {
+            args.extend(["--only", app]);
+        }
+        self.run(&args, env).map(drop)
+    }
+}
+
+/// The resolved working directory of a running process, from `/proc/PID/cwd`.
+pub fn process_cwd(pid: u32) -> Option<PathBuf> {
+    if pid == 0 {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// How often instances are polled while waiting for a worker.
+pub(crate) const POLL: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"[{"pid":4242,"name":"web","pm_id":0,"monit":{"memory":1,"cpu":0},"pm2_env":{"status":"online","restart_time":3,"pm_cwd":"/srv/web/current","exec_mode":"cluster_mode","kill_timeout":10000,"instances":2}},{"pid":0,"name":"web","pm_id":1,"pm2_env":{"status":"errored","restart_time":16,"pm_cwd":"/srv/web/current","exec_mode":"cluster_mode"}},{"pid":7,"name":"other","pm_id":2,"pm2_env":{"status":"online","exec_mode":"fork_mode"}}]"#;
+
+    #[test]
+    fn parses_jlist() {
+        let list = parse_jlist(SAMPLE).unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[0].pid, 4242);
+        assert_eq!(list[0].pm_cwd.as_deref(), Some("/srv/web/current"));
+        assert_eq!(list[0].kill_timeout, Some(10000));
+        assert_eq!(list[1].status, "errored");
+        assert_eq!(list[2].exec_mode, "fork_mode");
+    }
+
+    #[test]
+    fn skips_notices_before_the_json() {
+        let text = format!(">>>> In-memory PM2 is out-of-date, do:\n>>>> $ pm2 update\n{SAMPLE}\n");
+        assert_eq!(parse_jlist(&text).unwrap().len(), 3);
+        assert_eq!(parse_jlist("[]\n").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for text in ["", "not json", "[{\"pm_id\":\"x\"}]", "{\"a\":1}", "[1,2"] {
+            let err = parse_jlist(text).unwrap_err();
+            assert!(err.to_string().contains("jlist"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_binary_is_named() {
+        let err = Pm2::new("/nonexistent/pm2").list().unwrap_err();
+        assert!(err.to_string().contains("PM2 not found"), "{err}");
+    }
+
+    #[test]
+    fn failing_binary_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("pm2");
+        std::fs::write(&fake, "#!/bin/sh\necho '{\"not\": \"a list\"}'\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let err = Pm2::new(fake.to_str().unwrap()).list().unwrap_err();
+        assert!(err.to_string().contains("no JSON list"), "{err}");
+
+        std::fs::write(&fake, "#!/bin/sh\necho boom >&2\nexit 3\n").unwrap();
+        let err = Pm2::new(fake.to_str().unwrap()).list().unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
+    }
+}

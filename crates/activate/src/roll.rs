@@ -1,0 +1,560 @@
+//! `relman activate` and `relman rollback`: the gated go-live of one sealed release.
+//!
+//! The order is the contract's: lock, integrity, preflight, flip `current`, reload PM2 one
+//! worker at a time proving each, probe; on any failure after the flip, flip back and reload
+//! the workers already moved, proving them too. Each step is timed and reported, so the path
+//! can be measured and interrupted at any point without `current` ever dangling.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use camino::Utf8PathBuf;
+use chrono::Utc;
+use relman_releases::history::{self, Action, HistoryEntry, Outcome};
+use relman_releases::{Config, DeployRoot, ReleaseId, store};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pm2::{self, Instance, Pm2};
+
+/// Which checks to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Gates {
+    /// Reload PM2 (`--no-reload` turns it off).
+    pub reload: bool,
+    /// Run the HTTP probe (`--no-probe` turns it off).
+    pub probe: bool,
+    /// Check the manifest first (`--skip-integrity` turns it off).
+    pub integrity: bool,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates {
+            reload: true,
+            probe: true,
+            integrity: true,
+        }
+    }
+}
+
+/// What to make live.
+#[derive(Debug, Clone)]
+pub enum Goal {
+    /// `relman activate ID`.
+    Activate(ReleaseId),
+    /// `relman rollback [--to ID]`.
+    Rollback(Option<ReleaseId>),
+}
+
+/// Progress of an activation, for the operator.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Another relman holds the root lock.
+    Waiting(&'a str),
+    /// A step begins or ends.
+    Step(String),
+}
+
+/// One worker's move.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerReport {
+    /// PM2's id.
+    pub pm_id: u64,
+    /// The pid before the reload.
+    pub old_pid: u32,
+    /// The proven new pid (0 if it never proved itself).
+    pub new_pid: u32,
+    /// The release it was moved to.
+    pub release: ReleaseId,
+    /// Milliseconds from reload to proof.
+    pub ms: u64,
+}
+
+/// How an activation ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivateReport {
+    /// `activate` or `rollback`.
+    pub action: Action,
+    /// What was live before.
+    pub from: Option<ReleaseId>,
+    /// The release asked for.
+    pub to: ReleaseId,
+    /// `ok`, `rejected` or `failed`.
+    pub result: Outcome,
+    /// Where it went back to after a failure.
+    pub rolled_back_to: Option<ReleaseId>,
+    /// Why it did not end well.
+    pub reason: Option<String>,
+    /// What `current` points to now.
+    pub live: Option<ReleaseId>,
+    /// Whether what is live proved itself; `false` means a person must look.
+    pub healthy: bool,
+    /// Milliseconds per step.
+    pub durations_ms: BTreeMap<String, u64>,
+    /// Every worker move, the way back included.
+    pub workers: Vec<WorkerReport>,
+}
+
+impl ActivateReport {
+    /// The contract's exit code: 0 live and proven, 3 refused or rolled back to a healthy
+    /// release, 4 stuck.
+    pub fn exit_code(&self) -> u8 {
+        match (self.result, self.healthy) {
+            (_, false) => 4,
+            (Outcome::Ok, true) => 0,
+            _ => 3,
+        }
+    }
+}
+
+/// Makes a release live, or goes back.
+pub fn activate(
+    root: &DeployRoot,
+    goal: &Goal,
+    gates: Gates,
+    events: &mut dyn FnMut(Event<'_>),
+) -> Result<ActivateReport> {
+    let started = Instant::now();
+    root.require_initialised()?;
+    let config = root.config()?;
+    let action = match goal {
+        Goal::Activate(_) => Action::Activate,
+        Goal::Rollback(_) => Action::Rollback,
+    };
+    let label = match goal {
+        Goal::Activate(id) => format!("relman activate {id}"),
+        Goal::Rollback(_) => "relman rollback".to_owned(),
+    };
+    let _lock = root.lock(&label, &mut |holder| events(Event::Waiting(holder)))?;
+
+    let to = match goal {
+        Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),
+        Goal::Rollback(None) => {
+            let overview = store::overview(root)?;
+            overview.rollback_target.ok_or_else(|| {
+                Error::NoRollbackTarget(match overview.current {
+                    Some(current) => format!(
+                        "no rollback target: no sealed release older than {current} and none in the history; name one with `relman rollback --to ID`"
+                    ),
+                    None => "nothing is live yet, so there is nothing to roll back from: `relman activate ID` first".into(),
+                })
+            })?
+        }
+    };
+    let release = store::sealed_release(root, &to)?;
+    let mut run = Run {
+        root,
+        config: &config,
+        events,
+        durations: BTreeMap::new(),
+        workers: Vec::new(),
+    };
+
+    if gates.integrity {
+        run.step("integrity", |run| {
+            let report = relman_releases::manifest::verify(run.root, Some(&to))?;
+            if report.ok {
+                Ok(())
+            } else {
+                Err(Error::Integrity {
+                    id: to.to_string(),
+                    summary: format!(
+                        "{} changed, {} missing, {} added",
+                        report.diff.changed.len(),
+                        report.diff.missing.len(),
+                        report.diff.added.len()
+                    ),
+                })
+            }
+        })?;
+    }
+
+    let from = root.current()?;
+    let plan = if gates.reload { run.plan()? } else { None };
+
+    let finish = |run: Run<'_>, result: Outcome, rolled_back_to, reason: Option<String>, live, healthy| {
+        let mut durations = run.durations;
+        durations.insert("total".into(), millis(started.elapsed()));
+        ActivateReport {
+            action,
+            from: from.clone(),
+            to: to.clone(),
+            result,
+            rolled_back_to,
+            reason,
+            live,
+            healthy,
+            durations_ms: durations,
+            workers: run.workers,
+        }
+    };
+
+    if !run.config.preflight.command.is_empty() {
+        let dir = release.dir.clone();
+        if let Err(why) = run.step("preflight", |run| run.preflight(&to, &dir)) {
+            let report = finish(run, Outcome::Rejected, None, Some(why), from.clone(), true);
+            record(root, &report, action)?;
+            return Ok(report);
+        }
+    }
+
+    run.step("flip", |run| flip(run.root, &to))?;
+
+    let failure = match &plan {
+        Some(plan) => run.step("reload", |run| run.roll(plan, &to)).err(),
+        None => None,
+    };
+    let failure = failure.or_else(|| {
+        if gates.probe && !run.config.verify.url.is_empty() {
+            run.step("probe", |run| run.probe(&to)).err()
+        } else {
+            None
+        }
+    });
+
+    let Some(why) = failure else {
+        let report = finish(run, Outcome::Ok, None, None, Some(to.clone()), true);
+        record(root, &report, action)?;
+        return Ok(report);
+    };
+
+    // The way back: the release that was live, through the same gates.
+    let Some(previous) = from.clone().filter(|p| *p != to) else {
+        let reason = format!(
+            "{why}; there is no earlier release to go back to, so {to} stays live and unproven: fix it and activate again"
+        );
+        let report = finish(run, Outcome::Failed, None, Some(reason), Some(to.clone()), false);
+        record(root, &report, action)?;
+        return Ok(report);
+    };
+    run.say(format!("{why}; rolling back to {previous}"));
+    let back: Result<(), String> = run.step("rollback", |run| {
+        flip(run.root, &previous).map_err(|e| e.to_string())?;
+        if let Some(plan) = &plan {
+            let touched: Vec<Instance> = plan
+                .instances
+                .iter()
+                .filter(|i| run.workers.iter().any(|w| w.pm_id == i.pm_id) || plan.touched_all)
+                .cloned()
+                .collect();
+            let back_plan = Plan {
+                instances: touched,
+                touched_all: plan.touched_all,
+                ..plan.clone()
+            };
+            run.roll(&back_plan, &previous)?;
+        }
+        if gates.probe && !run.config.verify.url.is_empty() {
+            run.probe(&previous)?;
+        }
+        Ok(())
+    });
+    let report = match back {
+        Ok(()) => finish(run, Outcome::Failed, Some(previous.clone()), Some(why), Some(previous), true),
+        Err(back_why) => {
+            let reason = format!(
+                "{why}; the way back to {previous} failed too: {back_why}; `current` points to {previous}, check `relman status` and `pm2 ls`"
+            );
+            finish(run, Outcome::Failed, None, Some(reason), Some(previous), false)
+        }
+    };
+    record(root, &report, action)?;
+    Ok(report)
+}
+
+/// Points `current` at a release with one `rename(2)`.
+fn flip(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
+    let target = Utf8PathBuf::from("releases").join(id.as_str());
+    relman_releases::fs::replace_symlink(&root.current_link(), &target)?;
+    Ok(())
+}
+
+/// Appends the history entries of a finished activation.
+fn record(root: &DeployRoot, report: &ActivateReport, action: Action) -> Result<()> {
+    let now = Utc::now();
+    history::append(
+        root,
+        &HistoryEntry {
+            at: now,
+            action,
+            from: report.from.clone(),
+            to: report.to.clone(),
+            result: report.result,
+            reason: report.reason.clone(),
+            durations_ms: report.durations_ms.clone(),
+        },
+    )?;
+    if report.result == Outcome::Failed {
+        if let Some(from) = report.from.clone().filter(|f| *f != report.to) {
+            history::append(
+                root,
+                &HistoryEntry {
+                    at: Utc::now(),
+                    action: Action::AutoRollback,
+                    from: Some(report.to.clone()),
+                    to: from,
+                    result: if report.healthy { Outcome::Ok } else { Outcome::Failed },
+                    reason: report.reason.clone(),
+                    durations_ms: report
+                        .durations_ms
+                        .get("rollback")
+                        .map(|ms| BTreeMap::from([("rollback".to_owned(), *ms)]))
+                        .unwrap_or_default(),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The PM2 side of an activation, checked before anything changes.
+#[derive(Debug, Clone)]
+struct Plan {
+    pm2: Pm2,
+    app: String,
+    ecosystem: Option<String>,
+    instances: Vec<Instance>,
+    /// An ecosystem reload moves every instance at once.
+    touched_all: bool,
+    timeout: Duration,
+}
+
+struct Run<'a> {
+    root: &'a DeployRoot,
+    config: &'a Config,
+    events: &'a mut dyn FnMut(Event<'_>),
+    durations: BTreeMap<String, u64>,
+    workers: Vec<WorkerReport>,
+}
+
+impl Run<'_> {
+    fn say(&mut self, message: String) {
+        (self.events)(Event::Step(message));
+    }
+
+    fn step<T, E>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+        let started = Instant::now();
+        let value = f(self);
+        let ms = millis(started.elapsed());
+        *self.durations.entry(name.to_owned()).or_default() += ms;
+        value
+    }
+
+    /// Reads PM2's view and refuses a setup relman cannot roll safely.
+    fn plan(&mut self) -> Result<Option<Plan>> {
+        let pm2_config = &self.config.pm2;
+        if pm2_config.app.is_empty() {
+            if !pm2_config.ecosystem.is_empty() {
+                return Err(Error::App(
+                    "`pm2.ecosystem` is set but `pm2.app` is empty: set `pm2.app` so relman can prove each instance".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let pm2 = Pm2::new(&pm2_config.bin);
+        pm2.check_daemon()?;
+        let instances = pm2.instances(&pm2_config.app)?;
+        if instances.is_empty() {
+            return Err(Error::App(format!(
+                "PM2 has no app named \"{}\" (PM2_HOME `{}`): start it with `pm2 start` and cwd `{}`, or fix `pm2.app`",
+                pm2_config.app,
+                Pm2::home().display(),
+                self.root.current_link()
+            )));
+        }
+        if let Some(fork) = instances.iter().find(|i| i.exec_mode != "cluster_mode") {
+            return Err(Error::App(format!(
+                "app \"{}\" runs in {} (instance {}): a reload there is a restart that drops requests; start it with `exec_mode: \"cluster\"` and `instances: 2` or more",
+                pm2_config.app, fork.exec_mode, fork.pm_id
+            )));
+        }
+        self.say(format!(
+            "PM2 app \"{}\": {} instance{}",
+            pm2_config.app,
+            instances.len(),
+            if instances.len() == 1 { "" } else { "s" }
+        ));
+        Ok(Some(Plan {
+            pm2,
+            app: pm2_config.app.clone(),
+            ecosystem: (!pm2_config.ecosystem.is_empty()).then(|| pm2_config.ecosystem.clone()),
+            instances,
+            touched_all: !pm2_config.ecosystem.is_empty(),
+            timeout: Duration::from_secs(pm2_config.timeout_secs),
+        }))
+    }
+
+    fn preflight(&mut self, id: &ReleaseId, dir: &camino::Utf8Path) -> Result<(), String> {
+        let preflight = &self.config.preflight;
+        let verify = &self.config.verify;
+        let spec = relman_verify::PreflightSpec {
+            command: preflight.command.clone(),
+            url: preflight.url.clone(),
+            port_env: preflight.port_env.clone(),
+            dir: dir.as_std_path().to_owned(),
+            env: vec![("RELMAN_RELEASE".into(), id.to_string())],
+            timeout: Duration::from_secs(preflight.timeout_secs),
+            status: verify.status,
+            body_contains: body_contains(self.config, id),
+            try_timeout: Duration::from_millis(verify.timeout_ms),
+            interval: Duration::from_millis(200),
+        };
+        self.say(format!("preflight: `{}`", preflight.command));
+        relman_verify::preflight(&spec)
+            .map(|report| self.say(format!("preflight passed on port {} in {} ms", report.port, report.elapsed.as_millis())))
+            .map_err(|err| format!("preflight failed: {err}"))
+    }
+
+    fn probe(&mut self, id: &ReleaseId) -> Result<(), String> {
+        let spec = probe_spec(self.config, id);
+        relman_verify::probe(&spec)
+            .map(|report| self.say(format!("probe passed: {} answered {} after {} attempt(s)", spec.url, report.status, report.attempts)))
+            .map_err(|err| format!("probe failed: {err}"))
+    }
+
+    /// Moves the plan's instances to `id`, proving each before the next.
+    fn roll(&mut self, plan: &Plan, id: &ReleaseId) -> Result<(), String> {
+        let release_dir = self.root.release_dir(id).into_std_path_buf();
+        let env = [("RELMAN_RELEASE", id.as_str())];
+        if let Some(ecosystem) = &plan.ecosystem {
+            let started = Instant::now();
+            self.say(format!("reloading through `{ecosystem}`"));
+            plan.pm2
+                .reload_ecosystem(ecosystem, Some(&plan.app), &env)
+                .map_err(|e| e.to_string())?;
+            for instance in &plan.instances {
+                let new_pid = prove(plan, instance, &release_dir, id)?;
+                self.workers.push(WorkerReport {
+                    pm_id: instance.pm_id,
+                    old_pid: instance.pid,
+                    new_pid,
+                    release: id.clone(),
+                    ms: millis(started.elapsed()),
+                });
+            }
+            return Ok(());
+        }
+        for instance in &plan.instances {
+            let started = Instant::now();
+            // Read it fresh: the old pid must be the one running now, not at planning time.
+            let current = plan
+                .pm2
+                .list()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|i| i.pm_id == instance.pm_id)
+                .unwrap_or_else(|| instance.clone());
+            self.say(format!("worker {} (pid {}): reloading into {id}", current.pm_id, current.pid));
+            let reloaded = plan.pm2.reload_instance(current.pm_id, &env).map_err(|e| e.to_string());
+            let proven = reloaded.and_then(|()| prove(plan, &current, &release_dir, id));
+            let new_pid = *proven.as_ref().unwrap_or(&0);
+            self.workers.push(WorkerReport {
+                pm_id: current.pm_id,
+                old_pid: current.pid,
+                new_pid,
+                release: id.clone(),
+                ms: millis(started.elapsed()),
+            });
+            let new_pid = proven?;
+            self.say(format!(
+                "worker {} (pid {new_pid}) runs {id} ({} ms)",
+                current.pm_id,
+                millis(started.elapsed())
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Waits until an instance runs a new process, online and stable, whose working directory is
+/// inside the release. Returns the new pid.
+fn prove(plan: &Plan, before: &Instance, release_dir: &Path, id: &ReleaseId) -> Result<u32, String> {
+    let deadline = Instant::now() + plan.timeout;
+    let mut candidate: Option<(u32, u64, Instant)> = None;
+    let mut last_seen;
+    loop {
+        let instances = plan.pm2.list().map_err(|e| e.to_string())?;
+        let Some(now) = instances.iter().find(|i| i.pm_id == before.pm_id) else {
+            return Err(format!("worker {} disappeared from PM2 during the reload", before.pm_id));
+        };
+        last_seen = format!("status {}, pid {}, restarts {}", now.status, now.pid, now.restarts);
+        if matches!(now.status.as_str(), "errored" | "stopped") {
+            return Err(format!(
+                "worker {} of {id} is {} after the reload ({} restarts): the new release does not stay up under PM2, see `pm2 logs {}`",
+                now.pm_id, now.status, now.restarts, plan.app
+            ));
+        }
+        if now.restarts >= before.restarts + 3 {
+            return Err(format!(
+                "worker {} of {id} is crash-looping ({} restarts since the reload), see `pm2 logs {}`",
+                now.pm_id,
+                now.restarts - before.restarts,
+                plan.app
+            ));
+        }
+        if now.status == "online" && now.pid != 0 && now.pid != before.pid {
+            let cwd = pm2::process_cwd(now.pid);
+            match cwd {
+                Some(cwd) if cwd.starts_with(release_dir) => match candidate {
+                    // Online twice, a settle interval apart, with no restart between: a worker
+                    // that crashes at boot is briefly `online` too.
+                    Some((pid, restarts, since))
+                        if pid == now.pid && restarts == now.restarts && since.elapsed() >= SETTLE =>
+                    {
+                        return Ok(now.pid);
+                    }
+                    Some((pid, restarts, _)) if pid == now.pid && restarts == now.restarts => {}
+                    _ => candidate = Some((now.pid, now.restarts, Instant::now())),
+                },
+                Some(cwd) => {
+                    return Err(format!(
+                        "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
+                        now.pm_id,
+                        now.pid,
+                        cwd.display(),
+                        now.pm_cwd.as_deref().unwrap_or("?")
+                    ));
+                }
+                None => candidate = None,
+            }
+        } else {
+            candidate = None;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "worker {} did not come up in {id} within `pm2.timeout_secs` ({} s); last seen: {last_seen}",
+                before.pm_id,
+                plan.timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(pm2::POLL);
+    }
+}
+
+/// How long a new worker must stay online, same pid, no restart, before it counts as proven.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// The probe as the config describes it, `{release}` filled in.
+pub fn probe_spec(config: &Config, id: &ReleaseId) -> relman_verify::ProbeSpec {
+    let verify = &config.verify;
+    relman_verify::ProbeSpec {
+        url: verify.url.clone(),
+        status: verify.status,
+        body_contains: body_contains(config, id),
+        attempts: verify.attempts,
+        interval: Duration::from_millis(verify.interval_ms),
+        timeout: Duration::from_millis(verify.timeout_ms),
+    }
+}
+
+fn body_contains(config: &Config, id: &ReleaseId) -> Option<String> {
+    let text = &config.verify.body_contains;
+    (!text.is_empty()).then(|| text.replace("{release}", id.as_str()))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+

@@ -1,0 +1,115 @@
+//! The command line, as clap derives it.
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+/// Zero-downtime releases for a Node.js app served by PM2.
+#[derive(Debug, Parser)]
+#[command(name = "relman", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// The deploy root [default: $RELMAN_ROOT, else the working directory]
+    #[arg(long, global = true, value_name = "DIR", env = "RELMAN_ROOT", hide_env = true)]
+    pub(crate) root: Option<Utf8PathBuf>,
+    /// Print one JSON document on stdout instead of text
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create releases/, shared/, .relman/ and a commented relman.toml
+    Init,
+    /// Build a new release in a fresh directory and seal it
+    Build(BuildArgs),
+    /// List every release, newest first
+    List,
+    /// Show current, rollback target, PM2 instances and the last activation
+    Status,
+    /// Make a sealed release live, proving it, rolling back on failure
+    Activate(ActivateArgs),
+    /// Go back to the rollback target (or --to ID) the same way
+    Rollback(RollbackArgs),
+    /// Delete old releases, never the live one or the rollback target
+    Prune(PruneArgs),
+    /// Recompute a release's manifest and list what changed
+    Verify(VerifyArgs),
+    /// Run the HTTP health probe alone
+    Probe,
+    /// Check this host for zero-downtime readiness
+    Doctor,
+    /// Show the activation history, newest first
+    History,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// Copy the source from this directory
+    #[arg(long, value_name = "DIR", conflicts_with = "git")]
+    pub(crate) source: Option<Utf8PathBuf>,
+    /// Clone the source from this git repository
+    #[arg(long, value_name = "URL")]
+    pub(crate) git: Option<String>,
+    /// The git ref to check out [default: the remote's default branch]
+    #[arg(long = "ref", value_name = "REF", requires = "git")]
+    pub(crate) reference: Option<String>,
+    /// Name the release instead of using the UTC timestamp
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Always run the install command, never copy node_modules from an earlier release
+    #[arg(long)]
+    pub(crate) no_reuse: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ActivateArgs {
+    /// The release to make live
+    pub(crate) id: String,
+    #[command(flatten)]
+    pub(crate) gates: GateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// Go to this release instead of the rollback target
+    #[arg(long, value_name = "ID")]
+    pub(crate) to: Option<String>,
+    #[command(flatten)]
+    pub(crate) gates: GateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GateArgs {
+    /// Flip `current` but do not reload PM2
+    #[arg(long)]
+    pub(crate) no_reload: bool,
+    /// Do not run the HTTP probe after the reload
+    #[arg(long)]
+    pub(crate) no_probe: bool,
+    /// Do not check the release against its manifest first
+    #[arg(long)]
+    pub(crate) skip_integrity: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// How many sealed releases to keep [default: retention.keep, else 5]
+    #[arg(long, value_name = "N")]
+    pub(crate) keep: Option<usize>,
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The release to check [default: current]
+    pub(crate) id: Option<String>,
+}

@@ -1,0 +1,68 @@
+//! `relman activate` and `relman rollback`.
+
+use relman_activate::{ActivateReport, Event, Gates, Goal};
+use relman_releases::history::Outcome;
+
+use crate::cli::{ActivateArgs, GateArgs, GlobalArgs, RollbackArgs};
+use crate::error::CliError;
+use crate::ui;
+
+pub(crate) fn activate(global: &GlobalArgs, args: ActivateArgs) -> Result<u8, CliError> {
+    let id = super::parse_id(&args.id)?;
+    run(global, Goal::Activate(id), &args.gates)
+}
+
+pub(crate) fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<u8, CliError> {
+    let to = args.to.as_deref().map(super::parse_id).transpose()?;
+    run(global, Goal::Rollback(to), &args.gates)
+}
+
+fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError> {
+    let gates = Gates {
+        reload: !gates.no_reload,
+        probe: !gates.no_probe,
+        integrity: !gates.skip_integrity,
+    };
+    let root = super::open_root(global)?;
+    let report = relman_activate::activate(&root, &goal, gates, &mut |event| match event {
+        Event::Waiting(holder) => super::waiting(holder),
+        Event::Step(message) => ui::say(message),
+    })?;
+    let code = report.exit_code();
+    if global.json {
+        let mut value = serde_json::to_value(&report).expect("a report always serialises");
+        if code != 0 {
+            value["error"] = serde_json::Value::String(summary(&report));
+            value["code"] = code.into();
+        }
+        ui::json(&value);
+    } else {
+        ui::data(report.live.as_ref().map_or("-", |id| id.as_str()));
+    }
+    if code == 0 {
+        ui::say(summary(&report));
+    } else {
+        ui::say(format!("error: {}", summary(&report)));
+    }
+    Ok(code)
+}
+
+fn summary(report: &ActivateReport) -> String {
+    let total = report.durations_ms.get("total").copied().unwrap_or(0);
+    let from = report.from.as_ref().map_or("nothing", |id| id.as_str());
+    let reason = report.reason.as_deref().unwrap_or("no reason recorded");
+    match (report.result, report.healthy) {
+        (Outcome::Ok, _) => format!("{} is live (was {from}), proven in {total} ms", report.to),
+        (Outcome::Rejected, _) => format!("{} was rejected before going live, {from} is still live: {reason}", report.to),
+        (Outcome::Failed, true) => format!(
+            "{} failed its checks and was rolled back, {} is live again: {reason}",
+            report.to,
+            report.rolled_back_to.as_ref().map_or("-", |id| id.as_str())
+        ),
+        (Outcome::Failed, false) => format!(
+            "{} failed and relman could not get back to a healthy state; `current` points to {}: {reason}",
+            report.to,
+            report.live.as_ref().map_or("nothing", |id| id.as_str())
+        ),
+    }
+}

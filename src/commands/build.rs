@@ -1,0 +1,56 @@
+//! `relman build`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use relman_releases::{BuildEvent, BuildRequest, SourceSpec};
+
+use crate::cli::{BuildArgs, GlobalArgs};
+use crate::error::{CliError, OK};
+use crate::ui;
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn run(global: &GlobalArgs, args: BuildArgs) -> Result<u8, CliError> {
+    let source = match (args.source, args.git) {
+        (Some(dir), _) => Some(SourceSpec::Dir(dir)),
+        (None, Some(url)) => Some(SourceSpec::Git {
+            url,
+            reference: args.reference,
+        }),
+        (None, None) => None,
+    };
+    let request = BuildRequest {
+        source,
+        id: args.id.as_deref().map(super::parse_id).transpose()?,
+        no_reuse: args.no_reuse,
+    };
+    let root = super::open_root(global)?;
+    // Ctrl-C only asks the build to stop: it then kills the command's whole process group and
+    // leaves the release unsealed instead of dying with children still running.
+    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
+    let interactive = ui::interactive();
+    let report = relman_releases::build(&root, &request, &CANCEL, &mut |event| match event {
+        BuildEvent::Waiting(holder) => super::waiting(holder),
+        BuildEvent::Claimed(id, dir) => ui::say(format!("building release {id} in `{dir}`")),
+        BuildEvent::Step(step) if interactive => ui::say(format!("\x1b[1m==> {step}\x1b[0m")),
+        BuildEvent::Step(step) => ui::say(format!("==> {step}")),
+        BuildEvent::Output(bytes) => ui::raw(bytes),
+    })?;
+    if global.json {
+        ui::json(&report);
+    } else {
+        ui::say(format!(
+            "sealed release {}: {} files, {}{}",
+            report.id,
+            report.files,
+            ui::bytes(report.bytes),
+            if report.reused_node_modules {
+                ", node_modules reused"
+            } else {
+                ""
+            }
+        ));
+        ui::data(&report.id);
+    }
+    Ok(OK)
+}

@@ -1,0 +1,48 @@
+//! `relman status`.
+
+use crate::cli::GlobalArgs;
+use crate::error::{CliError, OK};
+use crate::ui;
+
+pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
+    let root = super::open_root(global)?;
+    let status = relman_activate::status(&root)?;
+    if global.json {
+        ui::json(&status);
+        return Ok(OK);
+    }
+    let show = |id: &Option<relman_releases::ReleaseId>| id.as_ref().map_or("-".to_owned(), ToString::to_string);
+    ui::data(format!("current:          {}", show(&status.current)));
+    ui::data(format!("rollback target:  {}", show(&status.rollback_target)));
+    match &status.pm2 {
+        None => ui::data("pm2:              (no pm2.app configured)"),
+        Some(pm2) => {
+            ui::data(format!("pm2 app:          {}", pm2.app));
+            if let Some(error) = &pm2.error {
+                ui::data(format!("  error: {error}"));
+            }
+            for instance in &pm2.instances {
+                ui::data(format!(
+                    "  worker {:<3} pid {:<8} {:<10} restarts {:<4} release {}",
+                    instance.pm_id,
+                    instance.pid,
+                    instance.status,
+                    instance.restarts,
+                    instance.release.as_deref().unwrap_or("-")
+                ));
+            }
+        }
+    }
+    match &status.last {
+        None => ui::data("last:             (no history)"),
+        Some(entry) => ui::data(format!(
+            "last:             {} {} {} -> {} {}",
+            entry.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            super::history::action_name(entry.action),
+            entry.from.as_ref().map_or("-", |id| id.as_str()),
+            entry.to,
+            super::history::result_name(entry.result),
+        )),
+    }
+    Ok(OK)
+}

@@ -1,0 +1,64 @@
+//! Talking to the operator: data on stdout, everything else on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::error::CliError;
+
+/// Prints one JSON document on stdout.
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) {
+    let text = serde_json::to_string_pretty(value).expect("output always serialises");
+    println!("{text}");
+}
+
+/// Prints a line of data on stdout.
+pub(crate) fn data(line: impl std::fmt::Display) {
+    println!("{line}");
+}
+
+/// Prints a message for the operator on stderr.
+pub(crate) fn say(line: impl std::fmt::Display) {
+    eprintln!("{line}");
+}
+
+/// Writes raw bytes (a build command's output) to stderr.
+pub(crate) fn raw(bytes: &[u8]) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(bytes);
+}
+
+/// Whether stderr is a terminal: progress lines may then be redrawn in place.
+pub(crate) fn interactive() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// Prints an error the contract's way and returns its exit code.
+pub(crate) fn report_error(err: &CliError, json_mode: bool) -> u8 {
+    let code = err.code();
+    if let Some(tail) = err.log_tail() {
+        eprintln!("--- last lines of the build log ---\n{tail}\n---");
+    }
+    eprintln!("error: {err}");
+    if json_mode {
+        json(&serde_json::json!({ "error": err.to_string(), "code": code }));
+    }
+    code
+}
+
+/// A byte count for people.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
