@@ -1,0 +1,194 @@
+//! The errors of this crate: [`Failure`] for one failed try, [`Error`] for a whole operation.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why one HTTP try did not pass: exactly what was seen, worded for an operator.
+///
+/// Returned by [`check_once`](crate::check_once); the last one of a failed
+/// [`probe`](crate::probe) or [`preflight`](crate::preflight) is carried by the [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// Nothing listens on the port.
+    #[error("connection refused")]
+    Refused,
+    /// The whole try (connect, response and body) took longer than its timeout.
+    #[error("timed out after {after_ms} ms")]
+    TimedOut {
+        /// The timeout of the try, in milliseconds.
+        after_ms: u128,
+    },
+    /// The server answered with another status than the expected one.
+    #[error("status {status}, expected {expected}")]
+    Status {
+        /// The status that came back.
+        status: u16,
+        /// The status the probe wants.
+        expected: u16,
+    },
+    /// The status was right but the body lacks the expected text.
+    #[error(
+        "body does not contain {needle:?}{}",
+        if *truncated { " in its first 1 MiB (the rest was not read)" } else { "" }
+    )]
+    BodyMismatch {
+        /// The text that was looked for.
+        needle: String,
+        /// The body was larger than 1 MiB and only its first MiB was searched.
+        truncated: bool,
+    },
+    /// Bytes came back, but not an HTTP/1.x response.
+    #[error("the answer is not HTTP: {detail}")]
+    NotHttp {
+        /// What the HTTP parser said.
+        detail: String,
+    },
+    /// The server closed or reset the connection before a whole response arrived.
+    #[error("connection closed before a complete response ({detail})")]
+    Closed {
+        /// The I/O error seen.
+        detail: String,
+    },
+    /// The host name of the URL does not resolve.
+    #[error("host `{host}` not found")]
+    HostNotFound {
+        /// The host name.
+        host: String,
+    },
+    /// The URL itself is unusable; see [`validate_url`](crate::validate_url).
+    #[error("invalid URL: {reason}")]
+    InvalidUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Any other connection problem.
+    #[error("connection failed: {detail}")]
+    Connection {
+        /// The underlying error.
+        detail: String,
+    },
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A probe or preflight URL is not a plain `http://host[:port]/path` URL.
+    #[error("invalid URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it, with a hint.
+        reason: String,
+    },
+    /// Every try of [`probe`](crate::probe) failed.
+    #[error("`{url}` did not pass the probe after {attempts} {word}, last: {last}", word = plural(*.attempts, "attempt", "attempts"))]
+    Probe {
+        /// The URL probed.
+        url: String,
+        /// How many tries were made.
+        attempts: u32,
+        /// What the last try saw.
+        last: Failure,
+    },
+    /// The preflight URL does not contain `{port}`, so it would not reach the release under test.
+    #[error(
+        "preflight URL `{url}` does not contain `{{port}}`: it would probe whatever already listens there, not the release under test; write it like `http://127.0.0.1:{{port}}/health`"
+    )]
+    PortlessUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// The preflight command is empty.
+    #[error("the preflight command is empty: set one, or skip the preflight")]
+    EmptyCommand,
+    /// The directory to run the preflight command in is missing.
+    #[error("cannot run the preflight in `{dir}`: it is not a directory")]
+    MissingDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// No free loopback port could be had.
+    #[error("could not pick a free port on 127.0.0.1: {source}")]
+    Port {
+        /// The bind error.
+        #[source]
+        source: io::Error,
+    },
+    /// The preflight command could not be started.
+    #[error("could not start the preflight command `{command}` in `{dir}`: {source}")]
+    Spawn {
+        /// The command, `{port}` replaced.
+        command: String,
+        /// Its working directory.
+        dir: PathBuf,
+        /// The spawn error.
+        #[source]
+        source: io::Error,
+    },
+    /// The preflight command ended before its URL passed.
+    #[error(
+        "preflight command exited with {status} before `{url}` answered (it must keep serving in the foreground), last try: {last}{tail}",
+        tail = output_tail(.output)
+    )]
+    PreflightExited {
+        /// `status N` or `signal N`.
+        status: String,
+        /// The URL polled, `{port}` replaced.
+        url: String,
+        /// What the last try saw.
+        last: Failure,
+        /// The last lines the command printed (stdout and stderr together).
+        output: Vec<String>,
+    },
+    /// The preflight URL did not pass before the preflight timeout.
+    #[error(
+        "preflight `{url}` did not pass within {timeout_ms} ms, last try: {last}{tail}",
+        tail = output_tail(.output)
+    )]
+    PreflightTimedOut {
+        /// The URL polled, `{port}` replaced.
+        url: String,
+        /// The preflight timeout, in milliseconds.
+        timeout_ms: u128,
+        /// What the last try saw.
+        last: Failure,
+        /// The last lines the command printed (stdout and stderr together).
+        output: Vec<String>,
+    },
+    /// Processes of the preflight's process group survived SIGKILL.
+    #[error(
+        "preflight processes {pids:?} of process group {pgid} are still running after SIGKILL: stop them by hand"
+    )]
+    StrayProcesses {
+        /// The process group.
+        pgid: i32,
+        /// The pids still alive.
+        pids: Vec<i32>,
+    },
+    /// A system call around the preflight process failed.
+    #[error("could not {action}: {source}")]
+    Io {
+        /// What was being done, e.g. `create the output pipe`.
+        action: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn plural(count: u32, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
+}
+
+/// Renders captured output after a one-line message, indented so it reads as a quote.
+fn output_tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "; it printed nothing".to_owned();
+    }
+    let mut text = String::from("; its last output:");
+    for line in lines {
+        text.push_str("\n    ");
+        text.push_str(line);
+    }
+    text
+}

@@ -1,0 +1,22 @@
+//! Proof that a release serves: the HTTP health probe and the preflight of relman.
+//!
+//! - [`probe`] asks the live app for its health URL, retried, each try bounded in time
+//!   (SPEC activate step 6); [`check_once`] is one such try, for `relman doctor` too.
+//! - [`preflight`] starts a release on a free loopback port in its own process group, waits
+//!   until its URL passes the same checks, and always stops the whole group (SPEC activate
+//!   step 2), so a release that cannot serve never goes live.
+//! - [`validate_url`] is the URL check to run when the config is loaded.
+//!
+//! Only plain `http://` on loopback is spoken: no TLS, no proxy, no redirects followed, no
+//! connection reuse. Bodies are read up to 1 MiB and compared as lossy UTF-8. Placeholders
+//! (`{release}`) are the caller's to substitute; the preflight replaces `{port}` itself.
+//! Nothing here prints: results and errors carry everything worth showing.
+#![deny(missing_docs)]
+
+mod error;
+mod preflight;
+mod probe;
+
+pub use error::{Error, Failure};
+pub use preflight::{PreflightReport, PreflightSpec, preflight};
+pub use probe::{ProbeReport, ProbeSpec, check_once, probe, validate_url};

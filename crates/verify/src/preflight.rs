@@ -1,0 +1,766 @@
+//! The preflight (SPEC activate step 2): start a release on a free loopback port in its own
+//! process group, wait until its URL passes the probe checks, and always stop the whole group.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Failure};
+use crate::probe::{ProbeSpec, check_once, validate_url};
+
+/// How many lines of the command's output an error quotes.
+const TAIL_LINES: usize = 40;
+/// A longer line is cut: one runaway line must not hold the memory of the tail.
+const MAX_LINE_BYTES: usize = 1024;
+/// How long a stopped group gets to finish after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(3);
+/// How long SIGKILL gets to take effect before the survivors are reported.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// How long to wait for the last output once the group is gone.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// How to start a release for its preflight and what counts as healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreflightSpec {
+    /// Run with `sh -c`; `{port}` is replaced by the chosen port.
+    pub command: String,
+    /// Polled until it passes; must contain `{port}`, which is replaced by the chosen port.
+    pub url: String,
+    /// Environment variable that receives the port (e.g. `PORT`); empty: none is set.
+    pub port_env: String,
+    /// The working directory of the command: the release directory.
+    pub dir: PathBuf,
+    /// Added to the inherited environment (`RELMAN_RELEASE` among them); `port_env` wins over it.
+    pub env: Vec<(String, String)>,
+    /// The bound of the whole preflight, from start to a passing try.
+    pub timeout: Duration,
+    /// The status that counts as healthy.
+    pub status: u16,
+    /// Text the body must contain, taken literally.
+    pub body_contains: Option<String>,
+    /// The bound of one try.
+    pub try_timeout: Duration,
+    /// The pause after a failed try.
+    pub interval: Duration,
+}
+
+/// What a passing [`preflight`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreflightReport {
+    /// The loopback port the release was started on.
+    pub port: u16,
+    /// Time from starting the command to the passing try (stopping it is not counted).
+    pub elapsed: Duration,
+}
+
+/// Starts `spec.command` on a free loopback port, waits until `spec.url` passes, and stops the
+/// command's whole process group, whatever the outcome.
+///
+/// Fails when the command exits before the URL passes ([`Error::PreflightExited`]) or the URL
+/// has not passed within `spec.timeout` ([`Error::PreflightTimedOut`]); both quote the last
+/// lines the command printed. A process that leaves the group (`setsid`, a daemonizing server)
+/// is out of reach and is not stopped.
+pub fn preflight(spec: &PreflightSpec) -> Result<PreflightReport, Error> {
+    if spec.command.trim().is_empty() {
+        return Err(Error::EmptyCommand);
+    }
+    if !spec.url.contains("{port}") {
+        return Err(Error::PortlessUrl {
+            url: spec.url.clone(),
+        });
+    }
+    validate_url(&spec.url.replace("{port}", "1"))?;
+    if !spec.dir.is_dir() {
+        return Err(Error::MissingDir {
+            dir: spec.dir.clone(),
+        });
+    }
+
+    let port = free_port()?;
+    let command = spec.command.replace("{port}", &port.to_string());
+    let url = spec.url.replace("{port}", &port.to_string());
+
+    let (reader, writer) = io::pipe().map_err(|source| Error::Io {
+        action: "create the pipe for the preflight output",
+        source,
+    })?;
+    let writer_for_stderr = writer.try_clone().map_err(|source| Error::Io {
+        action: "create the pipe for the preflight output",
+        source,
+    })?;
+    let mut child = Command::new("sh");
+    child
+        .arg("-c")
+        .arg(&command)
+        .current_dir(&spec.dir)
+        .envs(spec.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_for_stderr)
+        // Its own group, so that one signal reaches every process the shell starts.
+        .process_group(0);
+    if !spec.port_env.is_empty() {
+        child.env(&spec.port_env, port.to_string());
+    }
+    let spawned = child.spawn();
+    // The `Command` holds our copies of the pipe's write end: drop them, or the reader
+    // never sees the end of the output.
+    drop(child);
+    let child = spawned.map_err(|source| Error::Spawn {
+        command: command.clone(),
+        dir: spec.dir.clone(),
+        source,
+    })?;
+    let mut group = Group::new(child);
+    let output = Output::drain(reader);
+
+    let started = Instant::now();
+    let deadline = started + spec.timeout;
+    let mut probe = ProbeSpec {
+        url: url.clone(),
+        status: spec.status,
+        body_contains: spec.body_contains.clone(),
+        attempts: 1,
+        interval: spec.interval,
+        timeout: spec.try_timeout,
+    };
+    let mut last: Option<Failure> = None;
+    let outcome = loop {
+        // Checked before the try: a try that fails because the command just died should
+        // be reported as the exit, which is the real cause.
+        let exited_before = group.leader_exited();
+        let budget = spec
+            .try_timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1));
+        probe.timeout = budget;
+        match check_once(&probe) {
+            Ok(_) => break Ok(started.elapsed()),
+            // A try cut short by the deadline says nothing about the release; the failure
+            // before it (say `status 500`) is the one worth reporting.
+            Err(Failure::TimedOut { .. }) if budget < spec.try_timeout && last.is_some() => {}
+            Err(failure) => last = Some(failure),
+        }
+        // `last` is set: the first try always records its failure.
+        let failure = last.clone().unwrap_or(Failure::Refused);
+        if exited_before || group.leader_exited() {
+            break Err(Stop::Exited(failure));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break Err(Stop::TimedOut(failure));
+        }
+        thread::sleep(spec.interval.min(remaining));
+    };
+
+    let stopped = group.stop();
+    let output = output.finish();
+    match (outcome, stopped) {
+        (Ok(elapsed), Ok(_)) => Ok(PreflightReport { port, elapsed }),
+        (Ok(_), Err(error)) => Err(error),
+        (Err(Stop::Exited(last)), stopped) => Err(Error::PreflightExited {
+            status: match stopped {
+                Ok(status) => describe(status),
+                Err(_) => "an unknown status".to_owned(),
+            },
+            url,
+            last,
+            output,
+        }),
+        (Err(Stop::TimedOut(last)), _) => Err(Error::PreflightTimedOut {
+            url,
+            timeout_ms: spec.timeout.as_millis(),
+            last,
+            output,
+        }),
+    }
+}
+
+enum Stop {
+    Exited(Failure),
+    TimedOut(Failure),
+}
+
+fn free_port() -> Result<u16, Error> {
+    // The listener is dropped at once so the release can bind the port; another process
+    // could take it in between, which the preflight then reports as a failure.
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Port { source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| Error::Port { source })?
+        .port();
+    Ok(port)
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The preflight's process group; dropping it stops the group, so no return path and no
+/// panic can leave a release running on a stray port.
+pub(crate) struct Group {
+    child: Child,
+    pgid: i32,
+    status: Option<ExitStatus>,
+}
+
+impl Group {
+    pub(crate) fn new(child: Child) -> Self {
+        // `process_group(0)` made the child the leader of a group named after its pid.
+        let pgid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+        Self {
+            child,
+            pgid,
+            status: None,
+        }
+    }
+
+    /// Whether the leader has exited, without reaping it: while its zombie stands, its pid,
+    /// and with it the group id, cannot be reused, so signalling the group stays safe.
+    pub(crate) fn leader_exited(&self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable `siginfo_t` that outlives the call.
+        let result = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pgid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if result != 0 {
+            // ECHILD: already reaped, so certainly gone.
+            return io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+        }
+        // SAFETY: `waitid` filled `info` (or left it zeroed under WNOHANG), both valid.
+        unsafe { info.si_pid() != 0 }
+    }
+
+    /// SIGTERM to the group, up to [`TERM_GRACE`] for it to finish, SIGKILL, then reap the
+    /// leader. Idempotent; returns the leader's exit status.
+    pub(crate) fn stop(&mut self) -> Result<ExitStatus, Error> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        self.signal(libc::SIGTERM);
+        if !self.wait_until_empty(TERM_GRACE) {
+            self.signal(libc::SIGKILL);
+            self.wait_until_empty(KILL_GRACE);
+        }
+        let survivors = self.live_members();
+        if !self.leader_exited() {
+            // Waiting for a leader that outlived SIGKILL (stuck in the kernel) could block
+            // for ever; say so instead.
+            let mut pids = survivors.unwrap_or_default();
+            if !pids.contains(&self.pgid) {
+                pids.push(self.pgid);
+            }
+            return Err(Error::StrayProcesses {
+                pgid: self.pgid,
+                pids,
+            });
+        }
+        let status = self.child.wait().map_err(|source| Error::Io {
+            action: "reap the preflight command",
+            source,
+        })?;
+        self.status = Some(status);
+        match survivors {
+            Some(pids) if !pids.is_empty() => Err(Error::StrayProcesses {
+                pgid: self.pgid,
+                pids,
+            }),
+            _ => Ok(status),
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: `kill` has no memory-safety preconditions. A negative pid names the group;
+        // ESRCH (nobody left) is the expected outcome of a clean exit, so errors are ignored.
+        unsafe {
+            libc::kill(-self.pgid, signal);
+        }
+    }
+
+    fn wait_until_empty(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        loop {
+            // The leader is asked through `waitid` too: its main thread shows as a zombie in
+            // `/proc` while its other threads (node has several) are still exiting, and only
+            // `waitid` says when the whole process is gone. Without /proc only it is watched.
+            let empty =
+                self.leader_exited() && self.live_members().is_none_or(|pids| pids.is_empty());
+            if empty {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pids of the group that are alive (zombies do not count: they hold no port and
+    /// run no code), or `None` when `/proc` cannot be read.
+    fn live_members(&self) -> Option<Vec<i32>> {
+        let entries = std::fs::read_dir("/proc").ok()?;
+        let mut pids = Vec::new();
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            // A process may vanish between listing and reading: it is then not a member.
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            if let Some((state, pgrp)) = state_and_group(&stat)
+                && pgrp == self.pgid
+                && state != 'Z'
+                && state != 'X'
+            {
+                pids.push(pid);
+            }
+        }
+        Some(pids)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Errors cannot be returned from here; the explicit `stop` reports them.
+        let _ = self.stop();
+    }
+}
+
+/// Reads the state and process group from `/proc/PID/stat`. The command name is in
+/// parentheses and may itself contain `)` and spaces, so fields are counted from the last `)`.
+pub(crate) fn state_and_group(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _parent = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
+}
+
+/// The last lines the command printed, read by a thread so the command never blocks on a
+/// full pipe.
+struct Output {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    reader: JoinHandle<()>,
+}
+
+impl Output {
+    fn drain(mut pipe: io::PipeReader) -> Self {
+        let lines = Arc::new(Mutex::new(VecDeque::new()));
+        let shared = Arc::clone(&lines);
+        let reader = thread::spawn(move || {
+            let mut partial = Vec::new();
+            let mut chunk = [0u8; 8192];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        for &byte in &chunk[..n] {
+                            if byte == b'\n' {
+                                push_line(&shared, &partial);
+                                partial.clear();
+                            } else if partial.len() < MAX_LINE_BYTES {
+                                partial.push(byte);
+                            }
+                        }
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            if !partial.is_empty() {
+                push_line(&shared, &partial);
+            }
+        });
+        Self { lines, reader }
+    }
+
+    /// Waits briefly for the rest of the output, then takes the tail. A process that left
+    /// the group may hold the pipe open for ever, so the reader is never waited for long.
+    fn finish(self) -> Vec<String> {
+        let deadline = Instant::now() + DRAIN_GRACE;
+        while !self.reader.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let lines = self
+            .lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default();
+        lines.into()
+    }
+}
+
+fn push_line(lines: &Mutex<VecDeque<String>>, bytes: &[u8]) {
+    let line = clean_line(&String::from_utf8_lossy(bytes));
+    if let Ok(mut lines) = lines.lock() {
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+}
+
+/// Drops terminal colour codes and other control characters: the tail ends up in error
+/// messages and logs, where they are noise or worse.
+pub(crate) fn clean_line(line: &str) -> String {
+    let mut clean = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // A CSI sequence ends with a byte in `@`..=`~`.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else if c == '\t' || !c.is_control() {
+            clean.push(c);
+        }
+    }
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use tempfile::TempDir;
+
+    use super::*;
+
+    /// Whether `node` can run the tests; a machine without it skips them loudly, CI never.
+    #[allow(
+        clippy::print_stderr,
+        reason = "a skipped test must be seen in the test output"
+    )]
+    fn have_node() -> bool {
+        let found = Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "`node` is required for the preflight tests in CI"
+            );
+            eprintln!("SKIPPED: `node` is not installed, the preflight tests did not run");
+        }
+        found
+    }
+
+    fn spec(dir: &TempDir, command: &str) -> PreflightSpec {
+        PreflightSpec {
+            command: command.to_owned(),
+            url: "http://127.0.0.1:{port}/health".to_owned(),
+            port_env: "PORT".to_owned(),
+            dir: dir.path().to_owned(),
+            env: vec![("RELMAN_RELEASE".to_owned(), "20260101000000".to_owned())],
+            timeout: Duration::from_secs(10),
+            status: 200,
+            body_contains: None,
+            try_timeout: Duration::from_millis(500),
+            interval: Duration::from_millis(50),
+        }
+    }
+
+    /// A node server that records its pid in `name`, answers `status` with its release and
+    /// port, and records the port it was given on the command line in `argv`.
+    fn write_server(dir: &TempDir, name: &str, status: u16, extra: &str) {
+        let script = format!(
+            r#"
+            const fs = require('fs');
+            fs.writeFileSync('{name}.pid', String(process.pid));
+            fs.writeFileSync('argv', JSON.stringify(process.argv.slice(2)));
+            {extra}
+            require('http').createServer((req, res) => {{
+                res.statusCode = {status};
+                res.end('release ' + process.env.RELMAN_RELEASE + ' port ' + process.env.PORT);
+            }}).listen(Number(process.env.PORT), '127.0.0.1');
+            "#
+        );
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test fixture in a temp dir, not a deploy root: nothing to make atomic"
+        )]
+        fs::write(dir.path().join(format!("{name}.js")), script).unwrap();
+    }
+
+    fn read_pid(dir: &TempDir, name: &str) -> i32 {
+        fs::read_to_string(dir.path().join(format!("{name}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Gone means no such process, or only a zombie waiting for a parent that is not us.
+    fn is_gone(pid: i32) -> bool {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => matches!(state_and_group(&stat), Some(('Z' | 'X', _)) | None),
+        }
+    }
+
+    #[test]
+    fn a_healthy_release_passes_and_is_stopped() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_server(&dir, "server", 200, "");
+        let mut spec = spec(&dir, "exec node server.js {port}");
+        spec.body_contains = Some("release 20260101000000".to_owned());
+        let report = preflight(&spec).unwrap();
+        let argv = fs::read_to_string(dir.path().join("argv")).unwrap();
+        assert_eq!(
+            argv,
+            format!("[\"{}\"]", report.port),
+            "`{{port}}` in the command"
+        );
+        assert!(report.elapsed < spec.timeout);
+        assert!(
+            is_gone(read_pid(&dir, "server")),
+            "the server outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn port_env_wins_over_the_extra_environment() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_server(&dir, "server", 200, "");
+        let mut spec = spec(&dir, "node server.js");
+        // A stale PORT in `env` must not send the release to another port than the probed one.
+        spec.env.push(("PORT".to_owned(), "1".to_owned()));
+        spec.body_contains = Some("port ".to_owned());
+        let report = preflight(&spec).unwrap();
+        spec.body_contains = None;
+        assert!(report.port > 1);
+        assert!(
+            is_gone(read_pid(&dir, "server")),
+            "the server outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_grandchild_is_stopped_too() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        // The shell cannot exec into node here, so node is its child; node starts a child
+        // of its own that ignores SIGTERM, which only SIGKILL removes.
+        write_server(
+            &dir,
+            "server",
+            200,
+            r#"
+            const stubborn = require('child_process').spawn(
+                process.execPath,
+                ['-e', "process.on('SIGTERM', () => {}); require('fs').writeFileSync('stubborn.pid', String(process.pid)); setInterval(() => {}, 1000)"],
+                { stdio: 'inherit' });
+            while (!fs.existsSync('stubborn.pid')) { require('child_process').execSync('sleep 0.05'); }
+            "#,
+        );
+        let spec = spec(&dir, "node server.js; echo after");
+        let started = Instant::now();
+        preflight(&spec).unwrap();
+        assert!(
+            started.elapsed() >= TERM_GRACE,
+            "SIGKILL came before the grace period"
+        );
+        assert!(
+            is_gone(read_pid(&dir, "server")),
+            "the server outlived its preflight"
+        );
+        assert!(
+            is_gone(read_pid(&dir, "stubborn")),
+            "the grandchild outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_release_answering_500_fails_with_its_status() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_server(&dir, "server", 500, "");
+        let mut spec = spec(&dir, "node server.js");
+        spec.timeout = Duration::from_secs(1);
+        let error = preflight(&spec).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, Error::PreflightTimedOut { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains("within 1000 ms, last try: status 500, expected 200"),
+            "{message}"
+        );
+        assert!(
+            is_gone(read_pid(&dir, "server")),
+            "the server outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_command_that_exits_fails_fast_with_its_output() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        let command = r#"node -e "console.log('starting'); console.error('boom: DATABASE_URL is not set'); process.exit(1)""#;
+        let started = Instant::now();
+        let error = preflight(&spec(&dir, command)).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(error, Error::PreflightExited { .. }), "{message}");
+        assert!(
+            message.starts_with("preflight command exited with status 1 before `http://127.0.0.1:"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\n    starting\n    boom: DATABASE_URL is not set"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_command_that_never_listens_times_out() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        let command = r#"node -e "require('fs').writeFileSync('idle.pid', String(process.pid)); setInterval(() => {}, 1000)""#;
+        let mut spec = spec(&dir, command);
+        spec.timeout = Duration::from_secs(1);
+        let started = Instant::now();
+        let error = preflight(&spec).unwrap_err();
+        let elapsed = started.elapsed();
+        let message = error.to_string();
+        assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+        assert!(
+            message.contains(
+                "did not pass within 1000 ms, last try: connection refused; it printed nothing"
+            ),
+            "{message}"
+        );
+        assert!(
+            is_gone(read_pid(&dir, "idle")),
+            "the command outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_url_without_port_is_refused_before_anything_runs() {
+        let dir = TempDir::new().unwrap();
+        let mut spec = spec(&dir, "touch started");
+        spec.url = "http://127.0.0.1:3000/health".to_owned();
+        let error = preflight(&spec).unwrap_err();
+        assert!(matches!(error, Error::PortlessUrl { .. }));
+        assert!(error.to_string().contains("`{port}`"), "{error}");
+        spec.url = "https://127.0.0.1:{port}/health".to_owned();
+        assert!(matches!(preflight(&spec), Err(Error::InvalidUrl { .. })));
+        assert!(!dir.path().join("started").exists());
+    }
+
+    #[test]
+    fn a_missing_directory_or_command_is_named() {
+        let dir = TempDir::new().unwrap();
+        let mut spec = spec(&dir, "true");
+        spec.dir = dir.path().join("missing");
+        let message = preflight(&spec).unwrap_err().to_string();
+        assert!(
+            message.contains("missing`: it is not a directory"),
+            "{message}"
+        );
+        spec.dir = dir.path().to_owned();
+        spec.command = "  ".to_owned();
+        assert!(matches!(preflight(&spec), Err(Error::EmptyCommand)));
+    }
+
+    #[test]
+    fn dropping_the_group_stops_it() {
+        let dir = TempDir::new().unwrap();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("sleep 60 & echo $! > sleeper.pid; wait")
+            .current_dir(dir.path())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let leader = i32::try_from(child.id()).unwrap();
+        let group = Group::new(child);
+        let pid_file = dir.path().join("sleeper.pid");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read_to_string(&pid_file).map_or(true, |text| !text.ends_with('\n')) {
+            assert!(
+                Instant::now() < deadline,
+                "the shell never started its child"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        let sleeper: i32 = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!is_gone(sleeper));
+        drop(group);
+        assert!(is_gone(sleeper), "the group's child survived the drop");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{leader}")).exists(),
+            "the leader was not reaped"
+        );
+    }
+
+    #[test]
+    fn output_lines_are_cleaned() {
+        assert_eq!(
+            clean_line("\u{1b}[32mready\u{1b}[0m on\tport\r"),
+            "ready on\tport"
+        );
+    }
+
+    #[test]
+    fn stat_is_parsed_past_odd_command_names() {
+        let stat = "1234 (we) ird (name)) S 1 4321 4321 0 -1";
+        assert_eq!(state_and_group(stat), Some(('S', 4321)));
+    }
+}
