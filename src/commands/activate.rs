@@ -42,6 +42,10 @@ fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError
     if code == 0 {
         ui::say(summary(&report));
     } else {
+        // The reason's first line is the error; what follows (a preflight's output) is context.
+        if let Some(context) = report.reason.as_deref().and_then(|r| r.split_once('\n')) {
+            ui::say(context.1);
+        }
         ui::say(format!("error: {}", summary(&report)));
     }
     Ok(code)
@@ -50,7 +54,11 @@ fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError
 fn summary(report: &ActivateReport) -> String {
     let total = report.durations_ms.get("total").copied().unwrap_or(0);
     let from = report.from.as_ref().map_or("nothing", |id| id.as_str());
-    let reason = report.reason.as_deref().unwrap_or("no reason recorded");
+    let reason = report
+        .reason
+        .as_deref()
+        .and_then(|r| r.lines().next())
+        .unwrap_or("no reason recorded");
     match (report.result, report.healthy) {
         (Outcome::Ok, _) => format!("{} is live (was {from}), proven in {total} ms", report.to),
         (Outcome::Rejected, _) => format!("{} was rejected before going live, {from} is still live: {reason}", report.to),

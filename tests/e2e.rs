@@ -1,0 +1,356 @@
+//! End to end: real PM2, real Node, real load. A PM2 cluster of two workers serves the fixture
+//! app from `ROOT/current` while a load generator sends keep-alive, fresh-connection and slow
+//! requests the whole time, and relman activates, rolls back and refuses broken releases.
+//! Every request must succeed, and after every step `current` and every worker's
+//! `/proc/PID/cwd` must be in the expected release.
+#![allow(clippy::disallowed_methods, clippy::print_stderr)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use relman_loadgen::{Load, LoadConfig};
+use serde_json::Value;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A PM2 daemon of its own (its own `PM2_HOME`), killed on drop.
+struct Pm2 {
+    home: PathBuf,
+    bin: PathBuf,
+}
+
+impl Pm2 {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .args(args)
+            .env("PM2_HOME", &self.home)
+            .output()
+            .expect("run pm2")
+    }
+
+    fn jlist(&self) -> Vec<Value> {
+        let out = self.cmd(&["jlist"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let start = text.find('[').expect("jlist prints a list");
+        serde_json::from_str::<Vec<Value>>(text[start..].trim()).expect("jlist is JSON")
+    }
+}
+
+impl Drop for Pm2 {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill"]);
+    }
+}
+
+/// Node and the repo's pinned PM2, or `None` (outside CI only) when they are missing.
+fn prerequisites() -> Option<PathBuf> {
+    let pm2 = Path::new(REPO).join("node_modules/.bin/pm2");
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if node && pm2.exists() {
+        return Some(pm2);
+    }
+    let why = if node {
+        "PM2 is not installed: run `npm ci` at the repo root"
+    } else {
+        "Node.js is not installed"
+    };
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "end-to-end tests need Node and PM2 in CI: {why}");
+    eprintln!("\n\n*** SKIPPED end-to-end test: {why} ***\n\n");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Deploy {
+    _temp: tempfile::TempDir,
+    root: PathBuf,
+    pm2: Pm2,
+    port: u16,
+    app: String,
+}
+
+impl Deploy {
+    fn new(pm2_bin: PathBuf, app: &str) -> Deploy {
+        let temp = tempfile::Builder::new().prefix("relman-e2e-").tempdir().unwrap();
+        let root = temp.path().join("root");
+        let home = temp.path().join("pm2");
+        std::fs::create_dir_all(&home).unwrap();
+        let deploy = Deploy {
+            root,
+            pm2: Pm2 { home, bin: pm2_bin },
+            port: free_port(),
+            app: app.to_owned(),
+            _temp: temp,
+        };
+        deploy.relman(&["init"]).success();
+        std::fs::write(
+            deploy.root.join("relman.toml"),
+            format!(
+                r#"[build]
+install = ""
+expect = ["build/BUILD_ID"]
+
+[pm2]
+app = "{app}"
+bin = "{bin}"
+timeout_secs = 60
+
+[preflight]
+command = "node server.js"
+url = "http://127.0.0.1:{{port}}/health"
+timeout_secs = 5
+
+[verify]
+url = "http://127.0.0.1:{port}/health"
+body_contains = "\"release\":\"{{release}}\""
+attempts = 10
+interval_ms = 300
+"#,
+                bin = deploy.pm2.bin.display(),
+                port = deploy.port
+            ),
+        )
+        .unwrap();
+        deploy
+    }
+
+    fn relman(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_relman"))
+            .args(args)
+            .arg("--root")
+            .arg(&self.root)
+            .env("PM2_HOME", &self.pm2.home)
+            .env_remove("RELMAN_ROOT")
+            .output()
+            .unwrap();
+        Run {
+            args: args.join(" "),
+            out,
+        }
+    }
+
+    /// Builds the fixture as release `id`, with `variant` written into its source.
+    fn build(&self, id: &str, variant: &str) {
+        let source = self.root.parent().unwrap().join(format!("src-{id}"));
+        copy_dir(&Path::new(REPO).join("fixtures/node-app"), &source);
+        std::fs::write(source.join("VARIANT"), variant).unwrap();
+        self.relman(&["build", "--source", source.to_str().unwrap(), "--id", id]).success();
+    }
+
+    fn start_app(&self) {
+        let ecosystem = self.root.join("ecosystem.config.js");
+        std::fs::write(
+            &ecosystem,
+            format!(
+                "module.exports = {{ apps: [{{ name: '{}', script: 'server.js', cwd: '{}', instances: 2, exec_mode: 'cluster', kill_timeout: 10000, env: {{ PORT: '{}' }} }}] }};\n",
+                self.app,
+                self.root.join("current").display(),
+                self.port
+            ),
+        )
+        .unwrap();
+        let out = self.pm2.cmd(&["start", ecosystem.to_str().unwrap()]);
+        assert!(out.status.success(), "pm2 start: {}", String::from_utf8_lossy(&out.stderr));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.relman(&["probe"]).out.status.code() != Some(0) {
+            assert!(Instant::now() < deadline, "the app never answered its health URL");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn current(&self) -> String {
+        std::fs::read_link(self.root.join("current"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// `current` and every worker are in `id`, all workers online.
+    fn assert_live(&self, id: &str) {
+        assert_eq!(self.current(), format!("releases/{id}"));
+        let release = std::fs::canonicalize(self.root.join("releases").join(id)).unwrap();
+        let workers: Vec<Value> = self
+            .pm2
+            .jlist()
+            .into_iter()
+            .filter(|p| p["name"] == self.app.as_str())
+            .collect();
+        assert_eq!(workers.len(), 2);
+        for worker in workers {
+            assert_eq!(worker["pm2_env"]["status"], "online", "{worker}");
+            let pid = worker["pid"].as_u64().unwrap();
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+            assert!(cwd.starts_with(&release), "worker {pid} runs in {}, expected {id}", cwd.display());
+        }
+    }
+
+    fn history(&self) -> Vec<Value> {
+        serde_json::from_slice(&self.relman(&["history", "--json"]).success().stdout).unwrap()
+    }
+}
+
+struct Run {
+    args: String,
+    out: Output,
+}
+
+impl Run {
+    fn code(&self, expected: i32) -> &Output {
+        assert_eq!(
+            self.out.status.code(),
+            Some(expected),
+            "relman {}\nstdout:\n{}\nstderr:\n{}",
+            self.args,
+            String::from_utf8_lossy(&self.out.stdout),
+            String::from_utf8_lossy(&self.out.stderr)
+        );
+        &self.out
+    }
+
+    fn success(&self) -> &Output {
+        self.code(0)
+    }
+
+    fn json(&self, expected: i32) -> Value {
+        serde_json::from_slice(&self.code(expected).stdout).expect("one JSON document")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn deploys_under_load_without_a_single_failed_request() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-web");
+    for (id, variant) in [
+        ("a", "healthy"),
+        ("b", "healthy"),
+        ("c", "healthy"),
+        ("unhealthy", "unhealthy"),
+        ("boot-crash", "boot-crash"),
+        ("worker-crash", "worker-crash"),
+    ] {
+        deploy.build(id, variant);
+    }
+    deploy.relman(&["activate", "a", "--no-reload", "--no-probe"]).success();
+    deploy.start_app();
+    deploy.assert_live("a");
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 1,
+        slow_ms: 800,
+        max_duration: Duration::from_secs(600),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let report = deploy.relman(&["activate", "b", "--json"]).json(0);
+    assert_eq!(report["from"], "a");
+    assert_eq!(report["to"], "b");
+    assert_eq!(report["result"], "ok");
+    assert_eq!(report["rolled_back_to"], Value::Null);
+    assert!(report["durations_ms"]["reload"].as_u64().is_some());
+    deploy.assert_live("b");
+
+    let report = deploy.relman(&["rollback", "--json"]).json(0);
+    assert_eq!((report["from"].as_str(), report["to"].as_str()), (Some("b"), Some("a")));
+    deploy.assert_live("a");
+
+    deploy.relman(&["rollback", "--to", "b"]).success();
+    deploy.assert_live("b");
+
+    // Rejected by the preflight: nothing changes, exit 3.
+    for broken in ["unhealthy", "boot-crash"] {
+        let report = deploy.relman(&["activate", broken, "--json"]).json(3);
+        assert_eq!(report["result"], "rejected", "{report}");
+        assert_eq!(report["code"], 3);
+        deploy.assert_live("b");
+        let last = &deploy.history()[0];
+        assert_eq!((last["to"].as_str(), last["result"].as_str()), (Some(broken), Some("rejected")));
+    }
+
+    // Passes the preflight, goes live on one worker, is caught and rolled back.
+    let report = deploy.relman(&["activate", "worker-crash", "--json"]).json(3);
+    assert_eq!(report["result"], "failed", "{report}");
+    assert_eq!(report["rolled_back_to"], "b");
+    deploy.assert_live("b");
+    let history = deploy.history();
+    assert_eq!(history[0]["action"], "auto-rollback");
+    assert_eq!((history[0]["from"].as_str(), history[0]["to"].as_str()), (Some("worker-crash"), Some("b")));
+    assert_eq!(history[0]["result"], "ok");
+    assert_eq!((history[1]["action"].as_str(), history[1]["result"].as_str()), (Some("activate"), Some("failed")));
+
+    deploy.relman(&["activate", "c"]).success();
+    deploy.assert_live("c");
+    // After a failed activation the rollback target skips it: back to b.
+    let status = deploy.relman(&["status", "--json"]).json(0);
+    assert_eq!(status["current"], "c");
+    assert_eq!(status["rollback_target"], "b");
+    assert_eq!(status["pm2"]["instances"].as_array().unwrap().len(), 2);
+
+    let stats = load.stop();
+    eprintln!("load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(stats.ok > 1000, "too little load to prove anything: {stats:?}");
+    for id in ["a", "b", "c"] {
+        assert!(stats.by_release.get(id).copied().unwrap_or(0) > 0, "{id} never served: {stats:?}");
+    }
+    assert!(!stats.by_release.contains_key("worker-crash") || stats.failed == 0);
+}
+
+#[test]
+fn refuses_to_flip_when_pm2_cannot_roll_safely() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-fork");
+    deploy.build("a", "healthy");
+    deploy.build("b", "healthy");
+    deploy.relman(&["activate", "a", "--no-reload", "--no-probe"]).success();
+
+    // The daemon is down: any pm2 command would start an empty one, relman must not.
+    let run = deploy.relman(&["activate", "b"]);
+    let err = String::from_utf8_lossy(&run.code(1).stderr).into_owned();
+    assert!(err.contains("PM2 daemon is not running"), "{err}");
+    assert_eq!(deploy.current(), "releases/a");
+
+    // The app is unknown to a running daemon.
+    let out = deploy.pm2.cmd(&["ping"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
+    assert!(err.contains("no app named"), "{err}");
+    assert_eq!(deploy.current(), "releases/a");
+
+    // Fork mode: a reload is a restart, refused.
+    let current = deploy.root.join("current");
+    let out = deploy.pm2.cmd(&[
+        "start",
+        current.join("server.js").to_str().unwrap(),
+        "--name",
+        "relman-e2e-fork",
+        "--cwd",
+        current.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
+    assert!(err.contains("fork_mode"), "{err}");
+    assert_eq!(deploy.current(), "releases/a");
+    let history = deploy.history();
+    assert_eq!(history.len(), 1, "refusals before the flip leave no history: {history:?}");
+
+    // PM2 itself missing.
+    let toml = deploy.root.join("relman.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace(deploy.pm2.bin.to_str().unwrap(), "/nonexistent/pm2")).unwrap();
+    let err = String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
+    assert!(err.contains("PM2 not found"), "{err}");
+    assert_eq!(deploy.current(), "releases/a");
+}
