@@ -115,9 +115,10 @@ pub(crate) fn symlink(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
 pub fn replace_symlink(link: &Utf8Path, target: &Utf8Path) -> Result<()> {
     if let Ok(meta) = fs::symlink_metadata(link) {
         if !meta.file_type().is_symlink() {
-            return Err(crate::Error::Usage(format!(
-                "`{link}` exists and is not a symlink: move it away, then retry (relman only replaces a `current` symlink)"
-            )));
+            return Err(crate::Error::Malformed {
+                path: link.to_owned(),
+                message: "it exists and is not a symlink: move it away, then retry (relman only replaces a symlink)".into(),
+            });
         }
     }
     let dir = parent(link);
