@@ -16,7 +16,13 @@ pub(crate) struct Cli {
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
     /// The deploy root [default: $RELMAN_ROOT, else the working directory]
-    #[arg(long, global = true, value_name = "DIR", env = "RELMAN_ROOT", hide_env = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "RELMAN_ROOT",
+        hide_env = true
+    )]
     pub(crate) root: Option<Utf8PathBuf>,
     /// Print one JSON document on stdout instead of text
     #[arg(long, global = true)]

@@ -30,7 +30,9 @@ impl CliError {
     /// The end of the build log, for a failed build.
     pub(crate) fn log_tail(&self) -> Option<&str> {
         match self {
-            CliError::Releases(ReleasesError::BuildFailed { tail, .. }) if !tail.is_empty() => Some(tail),
+            CliError::Releases(ReleasesError::BuildFailed { tail, .. }) if !tail.is_empty() => {
+                Some(tail)
+            }
             _ => None,
         }
     }

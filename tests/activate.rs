@@ -48,7 +48,11 @@ impl Root {
         std::fs::create_dir_all(&source).unwrap();
         std::fs::write(source.join("index.js"), format!("// {id}\n")).unwrap();
         let out = self.relman(&["build", "--source", source.to_str().unwrap(), "--id", id]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn current(&self) -> Option<String> {
@@ -133,7 +137,10 @@ fn root_with_app(healthy: &[&str]) -> (Root, App) {
     let app = App::start(&root.path, healthy);
     std::fs::write(
         root.path.join("relman.toml"),
-        format!("[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n\n{}", app.config()),
+        format!(
+            "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n\n{}",
+            app.config()
+        ),
     )
     .unwrap();
     (root, app)
@@ -163,14 +170,35 @@ fn activate_flips_and_records_history() {
     let history = root.history();
     let actions: Vec<_> = history
         .iter()
-        .map(|e| (e["action"].as_str().unwrap(), e["to"].as_str().unwrap(), e["result"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["to"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(actions, [("rollback", "a", "ok"), ("activate", "b", "ok"), ("activate", "a", "ok")]);
+    assert_eq!(
+        actions,
+        [
+            ("rollback", "a", "ok"),
+            ("activate", "b", "ok"),
+            ("activate", "a", "ok")
+        ]
+    );
     // Every line is one whole JSON object with the contract's fields.
     let text = std::fs::read_to_string(root.path.join(".relman/history.jsonl")).unwrap();
     for line in text.lines() {
         let entry: Value = serde_json::from_str(line).unwrap();
-        for field in ["at", "action", "from", "to", "result", "reason", "durations_ms"] {
+        for field in [
+            "at",
+            "action",
+            "from",
+            "to",
+            "result",
+            "reason",
+            "durations_ms",
+        ] {
             assert!(entry.get(field).is_some(), "{field} missing in {line}");
         }
     }
@@ -210,11 +238,19 @@ fn no_way_back_is_exit_4_and_says_what_is_live() {
     // First activation: nothing to go back to.
     let out = root.relman(&["activate", "a"]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(stderr(&out).contains("`current` points to a"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`current` points to a"),
+        "{}",
+        stderr(&out)
+    );
     // The way back fails its probe too.
     let out = root.relman(&["activate", "b"]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(stderr(&out).contains("way back to a failed too"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("way back to a failed too"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(root.current().as_deref(), Some("releases/a"));
 }
 
@@ -224,10 +260,24 @@ fn refusals_change_nothing() {
     root.build("a");
     let failed_source = root.path.parent().unwrap().join("src-failed");
     std::fs::create_dir_all(&failed_source).unwrap();
-    std::fs::write(root.path.join("relman.toml"), "[build]\ninstall = \"\"\ncommand = \"exit 1\"\nexpect = []\n").unwrap();
-    let out = root.relman(&["build", "--source", failed_source.to_str().unwrap(), "--id", "failed"]);
+    std::fs::write(
+        root.path.join("relman.toml"),
+        "[build]\ninstall = \"\"\ncommand = \"exit 1\"\nexpect = []\n",
+    )
+    .unwrap();
+    let out = root.relman(&[
+        "build",
+        "--source",
+        failed_source.to_str().unwrap(),
+        "--id",
+        "failed",
+    ]);
     assert_eq!(code(&out), 1);
-    std::fs::write(root.path.join("relman.toml"), "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n").unwrap();
+    std::fs::write(
+        root.path.join("relman.toml"),
+        "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n",
+    )
+    .unwrap();
 
     for (args, expected, message) in [
         (vec!["activate", "nope"], 1, "does not exist"),
@@ -240,7 +290,13 @@ fn refusals_change_nothing() {
         let out = root.relman(&args);
         assert_eq!(code(&out), expected, "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
-        assert_eq!(stderr(&out).lines().filter(|l| l.starts_with("error:")).count(), 1);
+        assert_eq!(
+            stderr(&out)
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .count(),
+            1
+        );
         assert_eq!(root.current(), None);
         assert!(root.history().is_empty());
     }
@@ -251,9 +307,16 @@ fn refusals_change_nothing() {
     std::fs::write(root.path.join("releases/b/index.js"), "tampered").unwrap();
     let out = root.relman(&["activate", "b"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("does not match its manifest"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match its manifest"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(root.current().as_deref(), Some("releases/a"));
-    assert_eq!(code(&root.relman(&["activate", "b", "--skip-integrity", "--no-probe"])), 0);
+    assert_eq!(
+        code(&root.relman(&["activate", "b", "--skip-integrity", "--no-probe"])),
+        0
+    );
 
     // `current` that is not a symlink is never replaced.
     std::fs::remove_file(root.path.join("current")).unwrap();
@@ -277,7 +340,11 @@ fn probe_command_reports_hangs_refusals_and_garbage() {
             let _ = stream.write_all(b"\x00\x01garbage that is not HTTP\r\n\r\n");
         }
     });
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     for (port, expected) in [
         (hang.local_addr().unwrap().port(), "timed out"),
         (garbage_port, "not HTTP"),
@@ -295,11 +362,18 @@ fn probe_command_reports_hangs_refusals_and_garbage() {
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["ok"], false);
         assert_eq!(report["code"], 1);
-        assert!(report["error"].as_str().unwrap().contains(expected), "{report}");
+        assert!(
+            report["error"].as_str().unwrap().contains(expected),
+            "{report}"
+        );
     }
     drop(hang);
 
-    std::fs::write(root.path.join("relman.toml"), "[verify]\nurl = \"https://example.invalid/\"\n").unwrap();
+    std::fs::write(
+        root.path.join("relman.toml"),
+        "[verify]\nurl = \"https://example.invalid/\"\n",
+    )
+    .unwrap();
     let out = root.relman(&["probe"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("verify.url"));
@@ -360,7 +434,8 @@ fn kill_9_at_any_instant_leaves_current_on_a_sealed_release() {
         for entry in std::fs::read_dir(&root.path).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             assert!(
-                ["current", "releases", "shared", ".relman", "relman.toml"].contains(&name.as_str())
+                ["current", "releases", "shared", ".relman", "relman.toml"]
+                    .contains(&name.as_str())
                     || name.starts_with("current.tmp-"),
                 "unexpected {name}"
             );

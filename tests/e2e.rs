@@ -47,7 +47,10 @@ impl Drop for Pm2 {
 /// Node and the repo's pinned PM2, or `None` (outside CI only) when they are missing.
 fn prerequisites() -> Option<PathBuf> {
     let pm2 = Path::new(REPO).join("node_modules/.bin/pm2");
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if node && pm2.exists() {
         return Some(pm2);
     }
@@ -56,13 +59,20 @@ fn prerequisites() -> Option<PathBuf> {
     } else {
         "Node.js is not installed"
     };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "end-to-end tests need Node and PM2 in CI: {why}");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "end-to-end tests need Node and PM2 in CI: {why}"
+    );
     eprintln!("\n\n*** SKIPPED end-to-end test: {why} ***\n\n");
     None
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Deploy {
@@ -75,7 +85,10 @@ struct Deploy {
 
 impl Deploy {
     fn new(pm2_bin: PathBuf, app: &str) -> Deploy {
-        let temp = tempfile::Builder::new().prefix("relman-e2e-").tempdir().unwrap();
+        let temp = tempfile::Builder::new()
+            .prefix("relman-e2e-")
+            .tempdir()
+            .unwrap();
         let root = temp.path().join("root");
         let home = temp.path().join("pm2");
         std::fs::create_dir_all(&home).unwrap();
@@ -138,7 +151,8 @@ interval_ms = 300
         let source = self.root.parent().unwrap().join(format!("src-{id}"));
         copy_dir(&Path::new(REPO).join("fixtures/node-app"), &source);
         std::fs::write(source.join("VARIANT"), variant).unwrap();
-        self.relman(&["build", "--source", source.to_str().unwrap(), "--id", id]).success();
+        self.relman(&["build", "--source", source.to_str().unwrap(), "--id", id])
+            .success();
     }
 
     fn start_app(&self) {
@@ -154,10 +168,17 @@ interval_ms = 300
         )
         .unwrap();
         let out = self.pm2.cmd(&["start", ecosystem.to_str().unwrap()]);
-        assert!(out.status.success(), "pm2 start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pm2 start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.relman(&["probe"]).out.status.code() != Some(0) {
-            assert!(Instant::now() < deadline, "the app never answered its health URL");
+            assert!(
+                Instant::now() < deadline,
+                "the app never answered its health URL"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -184,7 +205,11 @@ interval_ms = 300
             assert_eq!(worker["pm2_env"]["status"], "online", "{worker}");
             let pid = worker["pid"].as_u64().unwrap();
             let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
-            assert!(cwd.starts_with(&release), "worker {pid} runs in {}, expected {id}", cwd.display());
+            assert!(
+                cwd.starts_with(&release),
+                "worker {pid} runs in {}, expected {id}",
+                cwd.display()
+            );
         }
     }
 
@@ -221,7 +246,12 @@ impl Run {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -239,7 +269,9 @@ fn deploys_under_load_without_a_single_failed_request() {
     ] {
         deploy.build(id, variant);
     }
-    deploy.relman(&["activate", "a", "--no-reload", "--no-probe"]).success();
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
     deploy.start_app();
     deploy.assert_live("a");
 
@@ -263,7 +295,10 @@ fn deploys_under_load_without_a_single_failed_request() {
     deploy.assert_live("b");
 
     let report = deploy.relman(&["rollback", "--json"]).json(0);
-    assert_eq!((report["from"].as_str(), report["to"].as_str()), (Some("b"), Some("a")));
+    assert_eq!(
+        (report["from"].as_str(), report["to"].as_str()),
+        (Some("b"), Some("a"))
+    );
     deploy.assert_live("a");
 
     deploy.relman(&["rollback", "--to", "b"]).success();
@@ -276,19 +311,30 @@ fn deploys_under_load_without_a_single_failed_request() {
         assert_eq!(report["code"], 3);
         deploy.assert_live("b");
         let last = &deploy.history()[0];
-        assert_eq!((last["to"].as_str(), last["result"].as_str()), (Some(broken), Some("rejected")));
+        assert_eq!(
+            (last["to"].as_str(), last["result"].as_str()),
+            (Some(broken), Some("rejected"))
+        );
     }
 
     // Passes the preflight, goes live on one worker, is caught and rolled back.
-    let report = deploy.relman(&["activate", "worker-crash", "--json"]).json(3);
+    let report = deploy
+        .relman(&["activate", "worker-crash", "--json"])
+        .json(3);
     assert_eq!(report["result"], "failed", "{report}");
     assert_eq!(report["rolled_back_to"], "b");
     deploy.assert_live("b");
     let history = deploy.history();
     assert_eq!(history[0]["action"], "auto-rollback");
-    assert_eq!((history[0]["from"].as_str(), history[0]["to"].as_str()), (Some("worker-crash"), Some("b")));
+    assert_eq!(
+        (history[0]["from"].as_str(), history[0]["to"].as_str()),
+        (Some("worker-crash"), Some("b"))
+    );
     assert_eq!(history[0]["result"], "ok");
-    assert_eq!((history[1]["action"].as_str(), history[1]["result"].as_str()), (Some("activate"), Some("failed")));
+    assert_eq!(
+        (history[1]["action"].as_str(), history[1]["result"].as_str()),
+        (Some("activate"), Some("failed"))
+    );
 
     deploy.relman(&["activate", "c"]).success();
     deploy.assert_live("c");
@@ -301,9 +347,15 @@ fn deploys_under_load_without_a_single_failed_request() {
     let stats = load.stop();
     eprintln!("load: {stats:?}");
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
-    assert!(stats.ok > 1000, "too little load to prove anything: {stats:?}");
+    assert!(
+        stats.ok > 1000,
+        "too little load to prove anything: {stats:?}"
+    );
     for id in ["a", "b", "c"] {
-        assert!(stats.by_release.get(id).copied().unwrap_or(0) > 0, "{id} never served: {stats:?}");
+        assert!(
+            stats.by_release.get(id).copied().unwrap_or(0) > 0,
+            "{id} never served: {stats:?}"
+        );
     }
     assert!(!stats.by_release.contains_key("worker-crash") || stats.failed == 0);
 }
@@ -314,7 +366,9 @@ fn refuses_to_flip_when_pm2_cannot_roll_safely() {
     let deploy = Deploy::new(pm2, "relman-e2e-fork");
     deploy.build("a", "healthy");
     deploy.build("b", "healthy");
-    deploy.relman(&["activate", "a", "--no-reload", "--no-probe"]).success();
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
 
     // The daemon is down: any pm2 command would start an empty one, relman must not.
     let run = deploy.relman(&["activate", "b"]);
@@ -325,7 +379,8 @@ fn refuses_to_flip_when_pm2_cannot_roll_safely() {
     // The app is unknown to a running daemon.
     let out = deploy.pm2.cmd(&["ping"]);
     assert!(out.status.success());
-    let err = String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
+    let err =
+        String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
     assert!(err.contains("no app named"), "{err}");
     assert_eq!(deploy.current(), "releases/a");
 
@@ -340,17 +395,27 @@ fn refuses_to_flip_when_pm2_cannot_roll_safely() {
         current.to_str().unwrap(),
     ]);
     assert!(out.status.success());
-    let err = String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
+    let err =
+        String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
     assert!(err.contains("fork_mode"), "{err}");
     assert_eq!(deploy.current(), "releases/a");
     let history = deploy.history();
-    assert_eq!(history.len(), 1, "refusals before the flip leave no history: {history:?}");
+    assert_eq!(
+        history.len(),
+        1,
+        "refusals before the flip leave no history: {history:?}"
+    );
 
     // PM2 itself missing.
     let toml = deploy.root.join("relman.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, text.replace(deploy.pm2.bin.to_str().unwrap(), "/nonexistent/pm2")).unwrap();
-    let err = String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
+    std::fs::write(
+        &toml,
+        text.replace(deploy.pm2.bin.to_str().unwrap(), "/nonexistent/pm2"),
+    )
+    .unwrap();
+    let err =
+        String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
     assert!(err.contains("PM2 not found"), "{err}");
     assert_eq!(deploy.current(), "releases/a");
 }

@@ -61,7 +61,10 @@ fn summary(report: &ActivateReport) -> String {
         .unwrap_or("no reason recorded");
     match (report.result, report.healthy) {
         (Outcome::Ok, _) => format!("{} is live (was {from}) after {total} ms", report.to),
-        (Outcome::Rejected, _) => format!("{} was rejected before going live, {from} is still live: {reason}", report.to),
+        (Outcome::Rejected, _) => format!(
+            "{} was rejected before going live, {from} is still live: {reason}",
+            report.to
+        ),
         (Outcome::Failed, true) => format!(
             "{} failed its checks and was rolled back, {} is live again: {reason}",
             report.to,

@@ -20,10 +20,10 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
                 Level::Fail => "FAIL",
             };
             ui::data(format!("{level}  {:13} {}", check.name, check.message));
-            if let Some(fix) = &check.fix {
-                if check.level != Level::Ok {
-                    ui::data(format!("      {:13} fix: {fix}", ""));
-                }
+            if let Some(fix) = &check.fix
+                && check.level != Level::Ok
+            {
+                ui::data(format!("      {:13} fix: {fix}", ""));
             }
         }
     }

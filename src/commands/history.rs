@@ -26,7 +26,11 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
             entry.from.as_ref().map_or("-", |id| id.as_str()),
             entry.to.as_str(),
             result_name(entry.result),
-            entry.reason.as_deref().and_then(|r| r.lines().next()).unwrap_or(""),
+            entry
+                .reason
+                .as_deref()
+                .and_then(|r| r.lines().next())
+                .unwrap_or(""),
         );
         ui::data(line.trim_end());
     }

@@ -11,7 +11,10 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
     if global.json {
         ui::json(&report);
     } else if report.created.is_empty() {
-        ui::say(format!("`{}` is already a deploy root; nothing to do", report.root));
+        ui::say(format!(
+            "`{}` is already a deploy root; nothing to do",
+            report.root
+        ));
     } else {
         for path in &report.created {
             ui::say(format!("created `{path}`"));

@@ -16,7 +16,12 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         ui::say("no releases yet: `relman build --source DIR` makes one");
         return Ok(OK);
     }
-    let width = rows.iter().map(|r| r.id.as_str().len()).max().unwrap_or(2).max(2);
+    let width = rows
+        .iter()
+        .map(|r| r.id.as_str().len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
     ui::data(format!(
         "{:width$}  {:8}  {:24}  {:10}  {:>9}",
         "ID", "STATE", "CREATED", "REVISION", "SIZE"
@@ -31,7 +36,10 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
             .created_at
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_else(|| "-".into());
-        let revision = row.revision.as_deref().map_or("-", |r| &r[..r.len().min(10)]);
+        let revision = row
+            .revision
+            .as_deref()
+            .map_or("-", |r| &r[..r.len().min(10)]);
         let size = row.bytes.map_or_else(|| "-".into(), ui::bytes);
         ui::data(
             format!(

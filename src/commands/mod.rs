@@ -38,7 +38,10 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
 
 /// The deploy root's path as given: `--root`, `$RELMAN_ROOT`, else the working directory.
 pub(crate) fn root_path(global: &GlobalArgs) -> Utf8PathBuf {
-    global.root.clone().unwrap_or_else(|| Utf8PathBuf::from("."))
+    global
+        .root
+        .clone()
+        .unwrap_or_else(|| Utf8PathBuf::from("."))
 }
 
 /// Opens the deploy root.
@@ -53,5 +56,7 @@ pub(crate) fn parse_id(raw: &str) -> Result<ReleaseId, CliError> {
 
 /// Says that this process is waiting for the root lock.
 pub(crate) fn waiting(holder: &str) {
-    crate::ui::say(format!("Blocking waiting for the deploy root lock, held by {holder}"));
+    crate::ui::say(format!(
+        "Blocking waiting for the deploy root lock, held by {holder}"
+    ));
 }

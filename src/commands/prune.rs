@@ -11,7 +11,11 @@ pub(crate) fn run(global: &GlobalArgs, args: PruneArgs) -> Result<u8, CliError> 
         ui::json(&report);
         return Ok(OK);
     }
-    let verb = if report.dry_run { "would delete" } else { "deleted" };
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     for id in &report.deleted {
         ui::data(id);
     }

@@ -11,9 +11,14 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         ui::json(&status);
         return Ok(OK);
     }
-    let show = |id: &Option<relman_releases::ReleaseId>| id.as_ref().map_or("-".to_owned(), ToString::to_string);
+    let show = |id: &Option<relman_releases::ReleaseId>| {
+        id.as_ref().map_or("-".to_owned(), ToString::to_string)
+    };
     ui::data(format!("current:          {}", show(&status.current)));
-    ui::data(format!("rollback target:  {}", show(&status.rollback_target)));
+    ui::data(format!(
+        "rollback target:  {}",
+        show(&status.rollback_target)
+    ));
     match &status.pm2 {
         None => ui::data("pm2:              (no pm2.app configured)"),
         Some(pm2) => {

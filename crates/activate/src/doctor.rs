@@ -56,7 +56,12 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
             config
         }
         Err(err) => {
-            push("config", Level::Fail, err.to_string(), Some("fix relman.toml (see docs/guide.md)".into()));
+            push(
+                "config",
+                Level::Fail,
+                err.to_string(),
+                Some("fix relman.toml (see docs/guide.md)".into()),
+            );
             return checks;
         }
     };
@@ -64,20 +69,40 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
     let current = match root.current() {
         Ok(Some(id)) => match store::sealed_release(root, &id) {
             Ok(_) => {
-                push("current", Level::Ok, format!("`current` points to sealed release {id}"), None);
+                push(
+                    "current",
+                    Level::Ok,
+                    format!("`current` points to sealed release {id}"),
+                    None,
+                );
                 Some(id)
             }
             Err(err) => {
-                push("current", Level::Fail, err.to_string(), Some(format!("activate a sealed release: `relman activate ID`")));
+                push(
+                    "current",
+                    Level::Fail,
+                    err.to_string(),
+                    Some("activate a sealed release: `relman activate ID`".to_string()),
+                );
                 None
             }
         },
         Ok(None) => {
-            push("current", Level::Warn, "nothing is live yet".into(), Some("`relman build`, then `relman activate ID`".into()));
+            push(
+                "current",
+                Level::Warn,
+                "nothing is live yet".into(),
+                Some("`relman build`, then `relman activate ID`".into()),
+            );
             None
         }
         Err(err) => {
-            push("current", Level::Fail, err.to_string(), Some("move it away and `relman activate ID`".into()));
+            push(
+                "current",
+                Level::Fail,
+                err.to_string(),
+                Some("move it away and `relman activate ID`".into()),
+            );
             None
         }
     };
@@ -94,13 +119,24 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
         Ok(out) if out.status.success() => push(
             "pm2",
             Level::Ok,
-            format!("PM2 {} (`{}`)", String::from_utf8_lossy(&out.stdout).trim(), config.pm2.bin),
+            format!(
+                "PM2 {} (`{}`)",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                config.pm2.bin
+            ),
             None,
         ),
         _ => push(
             "pm2",
-            if app.is_empty() { Level::Warn } else { Level::Fail },
-            format!("PM2 not found or not working (`pm2.bin` = \"{}\")", config.pm2.bin),
+            if app.is_empty() {
+                Level::Warn
+            } else {
+                Level::Fail
+            },
+            format!(
+                "PM2 not found or not working (`pm2.bin` = \"{}\")",
+                config.pm2.bin
+            ),
             Some("`npm install -g pm2`, or set `pm2.bin` to its path".into()),
         ),
     }
@@ -119,13 +155,21 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                 "app",
                 Level::Fail,
                 format!("PM2 has no app named \"{app}\""),
-                Some(format!("start it: `pm2 start ecosystem.config.js` with cwd `{}`", root.current_link())),
+                Some(format!(
+                    "start it: `pm2 start ecosystem.config.js` with cwd `{}`",
+                    root.current_link()
+                )),
             ),
             Ok(instances) => {
                 push("app", Level::Ok, format!("PM2 runs \"{app}\""), None);
                 let cluster = instances.iter().all(|i| i.exec_mode == "cluster_mode");
                 if cluster && instances.len() >= 2 {
-                    push("cluster", Level::Ok, format!("cluster mode, {} instances", instances.len()), None);
+                    push(
+                        "cluster",
+                        Level::Ok,
+                        format!("cluster mode, {} instances", instances.len()),
+                        None,
+                    );
                 } else {
                     push(
                         "cluster",
@@ -145,13 +189,23 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                     .map(|i| format!("{} (`{}`)", i.pm_id, i.pm_cwd.as_deref().unwrap_or("?")))
                     .collect();
                 if wrong.is_empty() {
-                    push("cwd", Level::Ok, format!("every instance starts in `{link}`"), None);
+                    push(
+                        "cwd",
+                        Level::Ok,
+                        format!("every instance starts in `{link}`"),
+                        None,
+                    );
                 } else {
                     push(
                         "cwd",
                         Level::Fail,
-                        format!("instances not started in `{link}`: {}; a reload keeps them on their old release", wrong.join(", ")),
-                        Some(format!("set `cwd: \"{link}\"` in the ecosystem file, then `pm2 delete` and `pm2 start` it")),
+                        format!(
+                            "instances not started in `{link}`: {}; a reload keeps them on their old release",
+                            wrong.join(", ")
+                        ),
+                        Some(format!(
+                            "set `cwd: \"{link}\"` in the ecosystem file, then `pm2 delete` and `pm2 start` it"
+                        )),
                     );
                 }
                 let kill_timeout = instances
@@ -160,7 +214,12 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                     .min()
                     .unwrap_or(PM2_DEFAULT_KILL_TIMEOUT_MS);
                 if kill_timeout >= MIN_KILL_TIMEOUT_MS {
-                    push("kill_timeout", Level::Ok, format!("kill_timeout {kill_timeout} ms"), None);
+                    push(
+                        "kill_timeout",
+                        Level::Ok,
+                        format!("kill_timeout {kill_timeout} ms"),
+                        None,
+                    );
                 } else {
                     push(
                         "kill_timeout",
@@ -183,16 +242,28 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
     } else {
         let spec = match &current {
             Some(id) => crate::roll::probe_spec(&config, id),
-            None => crate::roll::probe_spec(&config, &relman_releases::ReleaseId::parse("none").expect("valid")),
+            None => crate::roll::probe_spec(
+                &config,
+                &relman_releases::ReleaseId::parse("none").expect("valid"),
+            ),
         };
         let spec = relman_verify::ProbeSpec {
             attempts: 1,
-            body_contains: if current.is_some() { spec.body_contains.clone() } else { None },
+            body_contains: if current.is_some() {
+                spec.body_contains.clone()
+            } else {
+                None
+            },
             timeout: spec.timeout.min(Duration::from_secs(5)),
             ..spec
         };
         match relman_verify::check_once(&spec) {
-            Ok(status) => push("health", Level::Ok, format!("{} answered {status}", spec.url), None),
+            Ok(status) => push(
+                "health",
+                Level::Ok,
+                format!("{} answered {status}", spec.url),
+                None,
+            ),
             Err(failure) => push(
                 "health",
                 Level::Fail,
@@ -204,22 +275,36 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
 
     let needed = store::releases(root)
         .ok()
-        .and_then(|rs| rs.iter().filter_map(|r| r.seal.as_ref().map(|s| s.bytes)).max())
+        .and_then(|rs| {
+            rs.iter()
+                .filter_map(|r| r.seal.as_ref().map(|s| s.bytes))
+                .max()
+        })
         .unwrap_or(0);
     match free_bytes(root.path().as_str()) {
-        Some(free) if free > needed.saturating_mul(2).max(100 << 20) => push(
-            "disk",
-            Level::Ok,
-            format!("{} MiB free", free >> 20),
-            None,
-        ),
+        Some(free) if free > needed.saturating_mul(2).max(100 << 20) => {
+            push("disk", Level::Ok, format!("{} MiB free", free >> 20), None)
+        }
         Some(free) => push(
             "disk",
-            if free > needed { Level::Warn } else { Level::Fail },
-            format!("{} MiB free; the largest release is {} MiB", free >> 20, needed >> 20),
+            if free > needed {
+                Level::Warn
+            } else {
+                Level::Fail
+            },
+            format!(
+                "{} MiB free; the largest release is {} MiB",
+                free >> 20,
+                needed >> 20
+            ),
             Some("`relman prune` or free some space before the next build".into()),
         ),
-        None => push("disk", Level::Warn, "could not read free space".into(), None),
+        None => push(
+            "disk",
+            Level::Warn,
+            "could not read free space".into(),
+            None,
+        ),
     }
     checks
 }

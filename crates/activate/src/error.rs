@@ -13,7 +13,9 @@ pub enum Error {
     #[error("{0}")]
     App(String),
     /// The release does not match its manifest.
-    #[error("release {id} does not match its manifest ({summary}): run `relman verify {id}` to see the files, rebuild it, or pass `--skip-integrity`")]
+    #[error(
+        "release {id} does not match its manifest ({summary}): run `relman verify {id}` to see the files, rebuild it, or pass `--skip-integrity`"
+    )]
     Integrity {
         /// The release.
         id: String,

@@ -61,9 +61,17 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>> {
         .match_indices('[')
         .map(|(i, _)| i)
         .find(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
-        .ok_or_else(|| Error::Pm2(format!("`pm2 jlist` printed no JSON list: {}", snippet(text))))?;
+        .ok_or_else(|| {
+            Error::Pm2(format!(
+                "`pm2 jlist` printed no JSON list: {}",
+                snippet(text)
+            ))
+        })?;
     let raw: Vec<RawProcess> = serde_json::from_str(text[start..].trim_end()).map_err(|err| {
-        Error::Pm2(format!("`pm2 jlist` printed JSON relman cannot read ({err}): {}", snippet(&text[start..])))
+        Error::Pm2(format!(
+            "`pm2 jlist` printed JSON relman cannot read ({err}): {}",
+            snippet(&text[start..])
+        ))
     })?;
     Ok(raw
         .into_iter()
@@ -82,10 +90,9 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>> {
 
 fn snippet(text: &str) -> String {
     let flat = text.trim().replace('\n', " ");
-    if flat.len() > 200 {
-        format!("{}…", &flat[..flat.floor_char_boundary(200)])
-    } else {
-        flat
+    match flat.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
     }
 }
 
@@ -98,7 +105,9 @@ pub struct Pm2 {
 impl Pm2 {
     /// PM2 through the executable `bin` (a name on `PATH` or a path).
     pub fn new(bin: &str) -> Pm2 {
-        Pm2 { bin: bin.to_owned() }
+        Pm2 {
+            bin: bin.to_owned(),
+        }
     }
 
     /// `$PM2_HOME`, else `~/.pm2`.
@@ -192,11 +201,17 @@ impl Pm2 {
 
     /// Reloads one instance with `env` added to PM2's environment (`--update-env`).
     pub fn reload_instance(&self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
-        self.run(&["reload", &pm_id.to_string(), "--update-env"], env).map(drop)
+        self.run(&["reload", &pm_id.to_string(), "--update-env"], env)
+            .map(drop)
     }
 
     /// Reloads through an ecosystem file, optionally only one app.
-    pub fn reload_ecosystem(&self, ecosystem: &str, app: Option<&str>, env: &[(&str, &str)]) -> Result<()> {
+    pub fn reload_ecosystem(
+        &self,
+        ecosystem: &str,
+        app: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<()> {
         let mut args = vec!["reload", ecosystem, "--update-env"];
         if let Some(app) = app {
             args.extend(["--only", app]);
@@ -259,7 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("pm2");
         std::fs::write(&fake, "#!/bin/sh\necho '{\"not\": \"a list\"}'\n").unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let err = Pm2::new(fake.to_str().unwrap()).list().unwrap_err();
         assert!(err.to_string().contains("no JSON list"), "{err}");
 

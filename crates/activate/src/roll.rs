@@ -174,22 +174,23 @@ pub fn activate(
     let from = root.current()?;
     let plan = if gates.reload { run.plan()? } else { None };
 
-    let finish = |run: Run<'_>, result: Outcome, rolled_back_to, reason: Option<String>, live, healthy| {
-        let mut durations = run.durations;
-        durations.insert("total".into(), millis(started.elapsed()));
-        ActivateReport {
-            action,
-            from: from.clone(),
-            to: to.clone(),
-            result,
-            rolled_back_to,
-            reason,
-            live,
-            healthy,
-            durations_ms: durations,
-            workers: run.workers,
-        }
-    };
+    let finish =
+        |run: Run<'_>, result: Outcome, rolled_back_to, reason: Option<String>, live, healthy| {
+            let mut durations = run.durations;
+            durations.insert("total".into(), millis(started.elapsed()));
+            ActivateReport {
+                action,
+                from: from.clone(),
+                to: to.clone(),
+                result,
+                rolled_back_to,
+                reason,
+                live,
+                healthy,
+                durations_ms: durations,
+                workers: run.workers,
+            }
+        };
 
     if !run.config.preflight.command.is_empty() {
         let dir = release.dir.clone();
@@ -225,7 +226,14 @@ pub fn activate(
         let reason = format!(
             "{why}; there is no earlier release to go back to, so {to} stays live and unproven: fix it and activate again"
         );
-        let report = finish(run, Outcome::Failed, None, Some(reason), Some(to.clone()), false);
+        let report = finish(
+            run,
+            Outcome::Failed,
+            None,
+            Some(reason),
+            Some(to.clone()),
+            false,
+        );
         record(root, &report, action)?;
         return Ok(report);
     };
@@ -252,12 +260,26 @@ pub fn activate(
         Ok(())
     });
     let report = match back {
-        Ok(()) => finish(run, Outcome::Failed, Some(previous.clone()), Some(why), Some(previous), true),
+        Ok(()) => finish(
+            run,
+            Outcome::Failed,
+            Some(previous.clone()),
+            Some(why),
+            Some(previous),
+            true,
+        ),
         Err(back_why) => {
             let reason = format!(
                 "{why}; the way back to {previous} failed too: {back_why}; `current` points to {previous}, check `relman status` and `pm2 ls`"
             );
-            finish(run, Outcome::Failed, None, Some(reason), Some(previous), false)
+            finish(
+                run,
+                Outcome::Failed,
+                None,
+                Some(reason),
+                Some(previous),
+                false,
+            )
         }
     };
     record(root, &report, action)?;
@@ -286,25 +308,29 @@ fn record(root: &DeployRoot, report: &ActivateReport, action: Action) -> Result<
             durations_ms: report.durations_ms.clone(),
         },
     )?;
-    if report.result == Outcome::Failed {
-        if let Some(from) = report.from.clone().filter(|f| *f != report.to) {
-            history::append(
-                root,
-                &HistoryEntry {
-                    at: Utc::now(),
-                    action: Action::AutoRollback,
-                    from: Some(report.to.clone()),
-                    to: from,
-                    result: if report.healthy { Outcome::Ok } else { Outcome::Failed },
-                    reason: report.reason.clone(),
-                    durations_ms: report
-                        .durations_ms
-                        .get("rollback")
-                        .map(|ms| BTreeMap::from([("rollback".to_owned(), *ms)]))
-                        .unwrap_or_default(),
+    if report.result == Outcome::Failed
+        && let Some(from) = report.from.clone().filter(|f| *f != report.to)
+    {
+        history::append(
+            root,
+            &HistoryEntry {
+                at: Utc::now(),
+                action: Action::AutoRollback,
+                from: Some(report.to.clone()),
+                to: from,
+                result: if report.healthy {
+                    Outcome::Ok
+                } else {
+                    Outcome::Failed
                 },
-            )?;
-        }
+                reason: report.reason.clone(),
+                durations_ms: report
+                    .durations_ms
+                    .get("rollback")
+                    .map(|ms| BTreeMap::from([("rollback".to_owned(), *ms)]))
+                    .unwrap_or_default(),
+            },
+        )?;
     }
     Ok(())
 }
@@ -334,7 +360,11 @@ impl Run<'_> {
         (self.events)(Event::Step(message));
     }
 
-    fn step<T, E>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+    fn step<T, E>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
         let started = Instant::now();
         let value = f(self);
         let ms = millis(started.elapsed());
@@ -403,14 +433,25 @@ impl Run<'_> {
         };
         self.say(format!("preflight: `{}`", preflight.command));
         relman_verify::preflight(&spec)
-            .map(|report| self.say(format!("preflight passed on port {} in {} ms", report.port, report.elapsed.as_millis())))
+            .map(|report| {
+                self.say(format!(
+                    "preflight passed on port {} in {} ms",
+                    report.port,
+                    report.elapsed.as_millis()
+                ))
+            })
             .map_err(|err| format!("preflight failed: {err}"))
     }
 
     fn probe(&mut self, id: &ReleaseId) -> Result<(), String> {
         let spec = probe_spec(self.config, id);
         relman_verify::probe(&spec)
-            .map(|report| self.say(format!("probe passed: {} answered {} after {} attempt(s)", spec.url, report.status, report.attempts)))
+            .map(|report| {
+                self.say(format!(
+                    "probe passed: {} answered {} after {} attempt(s)",
+                    spec.url, report.status, report.attempts
+                ))
+            })
             .map_err(|err| format!("probe failed: {err}"))
     }
 
@@ -446,8 +487,14 @@ impl Run<'_> {
                 .into_iter()
                 .find(|i| i.pm_id == instance.pm_id)
                 .unwrap_or_else(|| instance.clone());
-            self.say(format!("worker {} (pid {}): reloading into {id}", current.pm_id, current.pid));
-            let reloaded = plan.pm2.reload_instance(current.pm_id, &env).map_err(|e| e.to_string());
+            self.say(format!(
+                "worker {} (pid {}): reloading into {id}",
+                current.pm_id, current.pid
+            ));
+            let reloaded = plan
+                .pm2
+                .reload_instance(current.pm_id, &env)
+                .map_err(|e| e.to_string());
             let proven = reloaded.and_then(|()| prove(plan, &current, &release_dir, id));
             let new_pid = *proven.as_ref().unwrap_or(&0);
             self.workers.push(WorkerReport {
@@ -470,16 +517,27 @@ impl Run<'_> {
 
 /// Waits until an instance runs a new process, online and stable, whose working directory is
 /// inside the release. Returns the new pid.
-fn prove(plan: &Plan, before: &Instance, release_dir: &Path, id: &ReleaseId) -> Result<u32, String> {
+fn prove(
+    plan: &Plan,
+    before: &Instance,
+    release_dir: &Path,
+    id: &ReleaseId,
+) -> Result<u32, String> {
     let deadline = Instant::now() + plan.timeout;
     let mut candidate: Option<(u32, u64, Instant)> = None;
     let mut last_seen;
     loop {
         let instances = plan.pm2.list().map_err(|e| e.to_string())?;
         let Some(now) = instances.iter().find(|i| i.pm_id == before.pm_id) else {
-            return Err(format!("worker {} disappeared from PM2 during the reload", before.pm_id));
+            return Err(format!(
+                "worker {} disappeared from PM2 during the reload",
+                before.pm_id
+            ));
         };
-        last_seen = format!("status {}, pid {}, restarts {}", now.status, now.pid, now.restarts);
+        last_seen = format!(
+            "status {}, pid {}, restarts {}",
+            now.status, now.pid, now.restarts
+        );
         if matches!(now.status.as_str(), "errored" | "stopped") {
             return Err(format!(
                 "worker {} of {id} is {} after the reload ({} restarts): the new release does not stay up under PM2, see `pm2 logs {}`",
@@ -501,7 +559,9 @@ fn prove(plan: &Plan, before: &Instance, release_dir: &Path, id: &ReleaseId) -> 
                     // Online twice, a settle interval apart, with no restart between: a worker
                     // that crashes at boot is briefly `online` too.
                     Some((pid, restarts, since))
-                        if pid == now.pid && restarts == now.restarts && since.elapsed() >= SETTLE =>
+                        if pid == now.pid
+                            && restarts == now.restarts
+                            && since.elapsed() >= SETTLE =>
                     {
                         return Ok(now.pid);
                     }
@@ -557,4 +617,3 @@ fn body_contains(config: &Config, id: &ReleaseId) -> Option<String> {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
-

@@ -134,7 +134,10 @@ pub fn probe(root: &DeployRoot) -> Result<ProbeOutcome> {
     Ok(match relman_verify::probe(&spec) {
         Ok(report) => ProbeOutcome {
             ok: true,
-            message: format!("{} answered {} after {} attempt(s)", spec.url, report.status, report.attempts),
+            message: format!(
+                "{} answered {} after {} attempt(s)",
+                spec.url, report.status, report.attempts
+            ),
             url: spec.url,
             status: Some(report.status),
             attempts: report.attempts,

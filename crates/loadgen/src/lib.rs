@@ -24,6 +24,8 @@
 //! requests a second at most, and a test must be able to read every line of it.
 
 #![deny(missing_docs)]
+// Tests set up their fixtures with plain `std::fs`; the rule is for production code.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod config;
 mod http;

@@ -82,7 +82,12 @@ pub struct BuildReport {
 }
 
 /// Lockfiles whose hash decides whether `node_modules` can be reused.
-const LOCKFILES: [&str; 4] = ["package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml"];
+const LOCKFILES: [&str; 4] = [
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+];
 
 /// Entry names never copied from a source.
 const ALWAYS_EXCLUDED: [&str; 4] = [".git", "node_modules", ".next", ".relman"];
@@ -100,10 +105,10 @@ pub fn build(
     let config = root.config()?;
     let source = resolve_source(root, request, &config)?;
     check_shared(root, &config)?;
-    if let Some(id) = &request.id {
-        if root.release_dir(id).exists() {
-            return Err(Error::IdTaken(id.to_string()));
-        }
+    if let Some(id) = &request.id
+        && root.release_dir(id).exists()
+    {
+        return Err(Error::IdTaken(id.to_string()));
     }
 
     let created_at = Utc::now();
@@ -126,7 +131,9 @@ pub fn build(
     };
     match builder.run(&source, request, created_at) {
         Ok(mut report) => {
-            report.durations_ms.insert("total".into(), millis(started.elapsed()));
+            report
+                .durations_ms
+                .insert("total".into(), millis(started.elapsed()));
             Ok(report)
         }
         Err(err) => {
@@ -146,13 +153,20 @@ pub fn build(
 }
 
 /// Turns flags and config into one validated source.
-fn resolve_source(root: &DeployRoot, request: &BuildRequest, config: &Config) -> Result<SourceSpec> {
+fn resolve_source(
+    root: &DeployRoot,
+    request: &BuildRequest,
+    config: &Config,
+) -> Result<SourceSpec> {
     let source = match &request.source {
         Some(source) => source.clone(),
-        None if !config.source.path.is_empty() => SourceSpec::Dir(config.source.path.clone().into()),
+        None if !config.source.path.is_empty() => {
+            SourceSpec::Dir(config.source.path.clone().into())
+        }
         None if !config.source.git.is_empty() => SourceSpec::Git {
             url: config.source.git.clone(),
-            reference: (!config.source.reference.is_empty()).then(|| config.source.reference.clone()),
+            reference: (!config.source.reference.is_empty())
+                .then(|| config.source.reference.clone()),
         },
         None => {
             return Err(Error::Usage(
@@ -163,15 +177,16 @@ fn resolve_source(root: &DeployRoot, request: &BuildRequest, config: &Config) ->
     match source {
         SourceSpec::Dir(path) => {
             let canonical = std::fs::canonicalize(&path).map_err(|err| {
-                Error::Usage(format!("cannot read source `{path}`: {err}; pass an existing directory"))
+                Error::Usage(format!(
+                    "cannot read source `{path}`: {err}; pass an existing directory"
+                ))
             })?;
             let canonical = crate::fs::utf8(canonical)?;
             if !canonical.is_dir() {
                 return Err(Error::Usage(format!("source `{path}` is not a directory")));
             }
-            std::fs::read_dir(&canonical).map_err(|err| {
-                Error::Usage(format!("cannot read source `{path}`: {err}"))
-            })?;
+            std::fs::read_dir(&canonical)
+                .map_err(|err| Error::Usage(format!("cannot read source `{path}`: {err}")))?;
             if canonical.starts_with(root.path()) {
                 return Err(Error::Usage(format!(
                     "source `{path}` is inside the deploy root `{}`: build from a checkout outside it",
@@ -188,12 +203,18 @@ fn resolve_source(root: &DeployRoot, request: &BuildRequest, config: &Config) ->
         }
         SourceSpec::Git { url, reference } => {
             if url.is_empty() || url.starts_with('-') || url.contains(['\n', '\0']) {
-                return Err(Error::Usage(format!("invalid git URL \"{}\"", url.escape_debug())));
+                return Err(Error::Usage(format!(
+                    "invalid git URL \"{}\"",
+                    url.escape_debug()
+                )));
             }
-            if let Some(r) = &reference {
-                if r.is_empty() || r.starts_with('-') || r.contains(['\n', '\0', ' ']) {
-                    return Err(Error::Usage(format!("invalid git ref \"{}\"", r.escape_debug())));
-                }
+            if let Some(r) = &reference
+                && (r.is_empty() || r.starts_with('-') || r.contains(['\n', '\0', ' ']))
+            {
+                return Err(Error::Usage(format!(
+                    "invalid git ref \"{}\"",
+                    r.escape_debug()
+                )));
             }
             Ok(SourceSpec::Git { url, reference })
         }
@@ -219,7 +240,9 @@ fn claim(
     created_at: chrono::DateTime<Utc>,
     events: &mut dyn FnMut(BuildEvent<'_>),
 ) -> Result<(ReleaseId, BuildLock)> {
-    let _root_lock = root.lock("relman build", &mut |holder| events(BuildEvent::Waiting(holder)))?;
+    let _root_lock = root.lock("relman build", &mut |holder| {
+        events(BuildEvent::Waiting(holder))
+    })?;
     let candidates: Box<dyn Iterator<Item = ReleaseId>> = match wanted {
         Some(id) => Box::new(std::iter::once(id.clone())),
         None => Box::new(ReleaseId::candidates(created_at).take(1000)),
@@ -265,7 +288,12 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn run(&mut self, source: &SourceSpec, request: &BuildRequest, created_at: chrono::DateTime<Utc>) -> Result<BuildReport> {
+    fn run(
+        &mut self,
+        source: &SourceSpec,
+        request: &BuildRequest,
+        created_at: chrono::DateTime<Utc>,
+    ) -> Result<BuildReport> {
         let (record_source, revision) = self.timed("copy", |b| b.fill(source))?;
         self.timed("link", |b| b.link_shared())?;
 
@@ -276,10 +304,13 @@ impl Builder<'_> {
             .map(|path| manifest::hash_hex(&path))
             .transpose()?;
         let node_version = run::capture("node", &["--version"], None);
-        let reuse_allowed =
-            self.config.build.reuse_node_modules && !request.no_reuse && !self.config.build.install.is_empty();
+        let reuse_allowed = self.config.build.reuse_node_modules
+            && !request.no_reuse
+            && !self.config.build.install.is_empty();
         let reused = reuse_allowed
-            && self.timed("reuse", |b| b.reuse_node_modules(lockfile_hash.as_deref(), node_version.as_deref()))?;
+            && self.timed("reuse", |b| {
+                b.reuse_node_modules(lockfile_hash.as_deref(), node_version.as_deref())
+            })?;
         if !reused {
             let install = self.config.build.install.clone();
             self.timed("install", |b| b.shell("install", &install))?;
@@ -323,14 +354,21 @@ impl Builder<'_> {
         self.log.write(format!("relman: step {step}\n").as_bytes());
         let started = Instant::now();
         let value = f(self)?;
-        self.durations.insert(step.to_owned(), millis(started.elapsed()));
+        self.durations
+            .insert(step.to_owned(), millis(started.elapsed()));
         Ok(value)
     }
 
     fn exclude(&self) -> Exclude {
         Exclude {
             names: ALWAYS_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
-            paths: self.config.source.exclude.iter().map(Utf8PathBuf::from).collect(),
+            paths: self
+                .config
+                .source
+                .exclude
+                .iter()
+                .map(Utf8PathBuf::from)
+                .collect(),
         }
     }
 
@@ -346,7 +384,11 @@ impl Builder<'_> {
                 Ok((Source::Dir { path: path.clone() }, revision))
             }
             SourceSpec::Git { url, reference } => {
-                let checkout = self.root.state_dir().join("tmp").join(format!("git-{}", self.id));
+                let checkout = self
+                    .root
+                    .state_dir()
+                    .join("tmp")
+                    .join(format!("git-{}", self.id));
                 crate::fs::remove_any(&checkout)?;
                 crate::fs::create_dir_all(checkout.parent().expect("tmp has a parent"))?;
                 let result = self.checkout(url, reference.as_deref(), &checkout);
@@ -364,19 +406,34 @@ impl Builder<'_> {
         }
     }
 
-    fn checkout(&mut self, url: &str, reference: Option<&str>, checkout: &Utf8Path) -> Result<String> {
+    fn checkout(
+        &mut self,
+        url: &str,
+        reference: Option<&str>,
+        checkout: &Utf8Path,
+    ) -> Result<String> {
         let mut clone = Command::new("git");
         clone.args(["clone", "--quiet", "--", url, checkout.as_str()]);
         self.command("git clone", clone)?;
         if let Some(reference) = reference {
             let mut switch = Command::new("git");
             switch
-                .args(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", reference, "--"])
+                .args([
+                    "-c",
+                    "advice.detachedHead=false",
+                    "checkout",
+                    "--quiet",
+                    "--detach",
+                    reference,
+                    "--",
+                ])
                 .current_dir(checkout);
             self.command("git checkout", switch)?;
         }
-        let revision = run::capture("git", &["rev-parse", "HEAD"], Some(checkout))
-            .ok_or_else(|| Error::Build("git rev-parse HEAD failed in the fresh checkout".into()))?;
+        let revision =
+            run::capture("git", &["rev-parse", "HEAD"], Some(checkout)).ok_or_else(|| {
+                Error::Build("git rev-parse HEAD failed in the fresh checkout".into())
+            })?;
         copy_tree(checkout, self.dir, &self.exclude())?;
         Ok(revision)
     }
@@ -400,7 +457,11 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn reuse_node_modules(&mut self, lockfile_hash: Option<&str>, node_version: Option<&str>) -> Result<bool> {
+    fn reuse_node_modules(
+        &mut self,
+        lockfile_hash: Option<&str>,
+        node_version: Option<&str>,
+    ) -> Result<bool> {
         let (Some(lockfile_hash), Some(node_version)) = (lockfile_hash, node_version) else {
             return Ok(false);
         };
@@ -408,7 +469,9 @@ impl Builder<'_> {
         let Some(newest) = releases.iter().find(|r| r.state == State::Sealed) else {
             return Ok(false);
         };
-        let Some(seal) = &newest.seal else { return Ok(false) };
+        let Some(seal) = &newest.seal else {
+            return Ok(false);
+        };
         let from = newest.dir.join("node_modules");
         if seal.lockfile_hash.as_deref() != Some(lockfile_hash)
             || seal.node_version.as_deref() != Some(node_version)
@@ -419,13 +482,15 @@ impl Builder<'_> {
         let to = self.dir.join("node_modules");
         crate::fs::create_dir(&to).at("failed to create directory", &to)?;
         copy_tree(&from, &to, &Exclude::default())?;
-        self.log.write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
+        self.log
+            .write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
         Ok(true)
     }
 
     fn shell(&mut self, what: &str, script: &str) -> Result<()> {
         if script.is_empty() {
-            self.log.write(format!("relman: {what} command is empty, skipped\n").as_bytes());
+            self.log
+                .write(format!("relman: {what} command is empty, skipped\n").as_bytes());
             return Ok(());
         }
         let mut command = Command::new("sh");
@@ -479,7 +544,10 @@ impl Builder<'_> {
 
     fn write_manifest(&mut self) -> Result<(manifest::Manifest, u64)> {
         let manifest = manifest::compute(self.dir, &self.config.manifest.exclude)?;
-        crate::fs::create_new(&manifest::manifest_path(self.dir), manifest.render().as_bytes())?;
+        crate::fs::create_new(
+            &manifest::manifest_path(self.dir),
+            manifest.render().as_bytes(),
+        )?;
         let bytes = DeployRoot::tree_bytes(self.dir);
         Ok((manifest, bytes))
     }
@@ -500,4 +568,3 @@ fn millis(duration: Duration) -> u64 {
 pub fn seal_path(release_dir: &Utf8Path) -> Utf8PathBuf {
     release_dir.join(META_DIR).join(SEAL_FILE)
 }
-

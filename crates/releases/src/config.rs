@@ -226,7 +226,10 @@ impl Config {
                 self.verify.status
             ));
         }
-        for (key, url) in [("verify.url", &self.verify.url), ("preflight.url", &self.preflight.url)] {
+        for (key, url) in [
+            ("verify.url", &self.verify.url),
+            ("preflight.url", &self.preflight.url),
+        ] {
             if !url.is_empty() && !url.starts_with("http://") {
                 return Err(format!(
                     "`{key}` must be a plain http:// URL on this host, not \"{url}\""
@@ -234,14 +237,18 @@ impl Config {
             }
         }
         if self.preflight.command.is_empty() != self.preflight.url.is_empty() {
-            return Err("`preflight.command` and `preflight.url` go together: set both or neither".into());
+            return Err(
+                "`preflight.command` and `preflight.url` go together: set both or neither".into(),
+            );
         }
         if self.pm2.bin.is_empty() {
             return Err("`pm2.bin` must not be empty (default \"pm2\")".into());
         }
         for key in self.build.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return Err(format!("`build.env` has an invalid variable name \"{key}\""));
+                return Err(format!(
+                    "`build.env` has an invalid variable name \"{key}\""
+                ));
             }
         }
         Ok(())
@@ -267,7 +274,9 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
     if p.is_absolute() {
         return Err("must be relative, not absolute");
     }
-    if p.components().any(|c| !matches!(c, camino::Utf8Component::Normal(_))) {
+    if p.components()
+        .any(|c| !matches!(c, camino::Utf8Component::Normal(_)))
+    {
         return Err("must not contain `..` or `.` components");
     }
     Ok(())

@@ -61,7 +61,9 @@ pub enum Error {
     #[error("release {0} already exists: choose another `--id` or leave it out")]
     IdTaken(String),
     /// The root lock is held by another relman and did not come free in time.
-    #[error("the deploy root is locked by {holder}; waited {waited_secs} s, try again when it is done")]
+    #[error(
+        "the deploy root is locked by {holder}; waited {waited_secs} s, try again when it is done"
+    )]
     Locked {
         /// Who holds it, as written in the lock file.
         holder: String,

@@ -96,10 +96,10 @@ pub fn read(root: &DeployRoot) -> Result<Vec<HistoryEntry>> {
 pub(crate) fn good_sequence(entries: &[HistoryEntry]) -> Vec<&ReleaseId> {
     let mut sequence: Vec<&ReleaseId> = Vec::new();
     for entry in entries.iter().filter(|e| e.result == Outcome::Ok) {
-        if sequence.is_empty() {
-            if let Some(from) = &entry.from {
-                sequence.push(from);
-            }
+        if sequence.is_empty()
+            && let Some(from) = &entry.from
+        {
+            sequence.push(from);
         }
         if sequence.last() != Some(&&entry.to) {
             sequence.push(&entry.to);

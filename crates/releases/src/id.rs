@@ -34,7 +34,9 @@ impl ReleaseId {
     }
 
     /// Candidate IDs for a build started at `now`: `YYYYMMDDHHMMSS`, then `-1`, `-2`, ….
-    pub(crate) fn candidates(now: chrono::DateTime<chrono::Utc>) -> impl Iterator<Item = ReleaseId> {
+    pub(crate) fn candidates(
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Iterator<Item = ReleaseId> {
         let base = now.format("%Y%m%d%H%M%S").to_string();
         (0..).map(move |n| {
             if n == 0 {
@@ -71,7 +73,13 @@ mod tests {
 
     #[test]
     fn accepts_timestamps_and_names() {
-        for id in ["20261127101500", "20261127101500-2", "v1.2.3", "a", "A_b-c.d"] {
+        for id in [
+            "20261127101500",
+            "20261127101500-2",
+            "v1.2.3",
+            "a",
+            "A_b-c.d",
+        ] {
             assert_eq!(ReleaseId::parse(id).unwrap().as_str(), id);
         }
         assert!(ReleaseId::parse(&"a".repeat(64)).is_ok());
@@ -94,6 +102,9 @@ mod tests {
             .unwrap()
             .to_utc();
         let ids: Vec<_> = ReleaseId::candidates(now).take(3).map(|i| i.0).collect();
-        assert_eq!(ids, ["20261127101500", "20261127101500-1", "20261127101500-2"]);
+        assert_eq!(
+            ids,
+            ["20261127101500", "20261127101500-1", "20261127101500-2"]
+        );
     }
 }

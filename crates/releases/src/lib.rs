@@ -11,9 +11,11 @@
 //! - [`store`]: release states (`sealed`, `failed`, `building`), order, rollback target.
 //! - [`manifest`]: the SHA-256 manifest and `verify`.
 //! - [`prune()`]: deletes what nothing protects.
-//! - [`history`]: `history.jsonl`.
+//! - [`history`](mod@history): `history.jsonl`.
 //! - [`fs`]: every filesystem mutation, atomic and durable, and the kernel locks.
 #![deny(missing_docs)]
+// Tests set up their fixtures with plain `std::fs`; the rule is for production code.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod build;
 pub mod config;
@@ -33,7 +35,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use fs::lock::{BuildLock, RootLock};
 pub use id::ReleaseId;
-pub use prune::{PruneReport, Protected, prune};
+pub use prune::{Protected, PruneReport, prune};
 pub use record::{Seal, Source};
 pub use root::{DeployRoot, InitReport};
 pub use store::{Release, State};

@@ -43,7 +43,11 @@ fn files_of(dir: &Utf8Path, exclude: &[String]) -> Result<Vec<(String, u64)>> {
         });
     for entry in walker {
         let entry = entry.map_err(|err| {
-            let path = err.path().and_then(Utf8Path::from_path).unwrap_or(dir).to_owned();
+            let path = err
+                .path()
+                .and_then(Utf8Path::from_path)
+                .unwrap_or(dir)
+                .to_owned();
             Error::io(
                 "failed to read",
                 path,
@@ -185,7 +189,10 @@ impl Manifest {
                 name.to_owned()
             };
             if crate::config::check_relative(&name).is_err() {
-                return Err(malformed(index + 1, "path must be relative and stay inside the release"));
+                return Err(malformed(
+                    index + 1,
+                    "path must be relative and stay inside the release",
+                ));
             }
             manifest.files.insert(name, digest);
         }
@@ -280,7 +287,9 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     let id = match id {
         Some(id) => id.clone(),
         None => root.current()?.ok_or_else(|| {
-            Error::Usage("nothing is live yet (no `current`): name a release, `relman verify ID`".into())
+            Error::Usage(
+                "nothing is live yet (no `current`): name a release, `relman verify ID`".into(),
+            )
         })?,
     };
     let release = crate::store::sealed_release(root, &id)?;
@@ -325,8 +334,13 @@ mod tests {
         assert!(text.contains(
             "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03  a/x.txt\n"
         ));
-        assert!(text.contains("\\2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881  odd\\\\name\n"));
-        assert_eq!(Manifest::parse(&text, Utf8Path::new("m")).unwrap().files, manifest.files);
+        assert!(text.contains(
+            "\\2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881  odd\\\\name\n"
+        ));
+        assert_eq!(
+            Manifest::parse(&text, Utf8Path::new("m")).unwrap().files,
+            manifest.files
+        );
     }
 
     #[test]

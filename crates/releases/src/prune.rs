@@ -144,16 +144,19 @@ fn releases_in_use(root: &DeployRoot) -> BTreeSet<String> {
     };
     for process in processes.flatten() {
         let name = process.file_name();
-        if !name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
         let Ok(cwd) = std::fs::read_link(process.path().join("cwd")) else {
             continue;
         };
-        if let Ok(rest) = cwd.strip_prefix(&releases) {
-            if let Some(first) = rest.components().next() {
-                in_use.insert(first.as_os_str().to_string_lossy().into_owned());
-            }
+        if let Ok(rest) = cwd.strip_prefix(&releases)
+            && let Some(first) = rest.components().next()
+        {
+            in_use.insert(first.as_os_str().to_string_lossy().into_owned());
         }
     }
     in_use

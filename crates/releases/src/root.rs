@@ -41,7 +41,9 @@ impl DeployRoot {
         })?;
         let path = crate::fs::utf8(canonical)?;
         if !path.is_dir() {
-            return Err(Error::Usage(format!("deploy root `{path}` is not a directory")));
+            return Err(Error::Usage(format!(
+                "deploy root `{path}` is not a directory"
+            )));
         }
         Ok(DeployRoot { path })
     }
@@ -121,7 +123,9 @@ impl DeployRoot {
             Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
                 return Err(Error::Malformed {
                     path: link,
-                    message: "it is not a symlink; relman manages `current` as a symlink to releases/ID".into(),
+                    message:
+                        "it is not a symlink; relman manages `current` as a symlink to releases/ID"
+                            .into(),
                 });
             }
             Err(err) => return Err(Error::io("failed to read symlink", link, err)),
@@ -196,4 +200,3 @@ impl DeployRoot {
             .sum()
     }
 }
-

@@ -31,7 +31,8 @@ pub(crate) fn run(
     cancel: &AtomicBool,
     output: &mut dyn FnMut(&[u8]),
 ) -> Result<(), Failure> {
-    let (reader, writer) = std::io::pipe().map_err(|e| Failure::Error(Error::Command(format!("failed to create a pipe: {e}"))))?;
+    let (reader, writer) = std::io::pipe()
+        .map_err(|e| Failure::Error(Error::Command(format!("failed to create a pipe: {e}"))))?;
     let writer_err = writer
         .try_clone()
         .map_err(|e| Failure::Error(Error::Command(format!("failed to create a pipe: {e}"))))?;
@@ -75,7 +76,9 @@ pub(crate) fn run(
             Ok(Some(status)) => break Some(status),
             Ok(None) => {}
             Err(err) => {
-                outcome = Some(Failure::Error(Error::Command(format!("failed to wait for a build command: {err}"))));
+                outcome = Some(Failure::Error(Error::Command(format!(
+                    "failed to wait for a build command: {err}"
+                ))));
                 break None;
             }
         }
@@ -125,9 +128,16 @@ fn kill_group(group: i32) {
 }
 
 /// Runs a short command and returns its trimmed stdout, or `None` if it failed.
-pub(crate) fn capture(program: &str, args: &[&str], dir: Option<&camino::Utf8Path>) -> Option<String> {
+pub(crate) fn capture(
+    program: &str,
+    args: &[&str],
+    dir: Option<&camino::Utf8Path>,
+) -> Option<String> {
     let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null()).stderr(Stdio::null());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
     if let Some(dir) = dir {
         command.current_dir(dir);
     }

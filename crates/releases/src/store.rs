@@ -80,7 +80,11 @@ pub fn releases(root: &DeployRoot) -> Result<Vec<Release>> {
         }
         releases.push(load(root, id));
     }
-    releases.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+    releases.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| b.id.cmp(&a.id))
+    });
     Ok(releases)
 }
 
@@ -93,7 +97,14 @@ fn load(root: &DeployRoot, id: ReleaseId) -> Release {
         None => {
             let building = is_locked(&dir.join(META_DIR).join(LOCK_FILE));
             let created_at = record::read_claim(&dir).map(|c| c.created_at);
-            (if building { State::Building } else { State::Failed }, created_at)
+            (
+                if building {
+                    State::Building
+                } else {
+                    State::Failed
+                },
+                created_at,
+            )
         }
     };
     Release {
@@ -150,10 +161,13 @@ pub fn rollback_target(
             .any(|r| &r.id == id && r.state == State::Sealed)
     };
     let sequence = history::good_sequence(history);
-    if sequence.last() == Some(&current) {
-        if let Some(id) = sequence.iter().rev().find(|id| **id != current && sealed(id)) {
-            return Some((*id).clone());
-        }
+    if sequence.last() == Some(&current)
+        && let Some(id) = sequence
+            .iter()
+            .rev()
+            .find(|id| **id != current && sealed(id))
+    {
+        return Some((*id).clone());
     }
     let current_created = releases.iter().find(|r| &r.id == current)?.created_at;
     releases

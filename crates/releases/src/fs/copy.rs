@@ -42,7 +42,11 @@ pub(crate) struct CopyStats {
 }
 
 /// Copies the tree at `source` into the existing, empty or partly filled directory `dest`.
-pub(crate) fn copy_tree(source: &Utf8Path, dest: &Utf8Path, exclude: &Exclude) -> Result<CopyStats> {
+pub(crate) fn copy_tree(
+    source: &Utf8Path,
+    dest: &Utf8Path,
+    exclude: &Exclude,
+) -> Result<CopyStats> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
     let walker = walkdir::WalkDir::new(source)
@@ -214,8 +218,14 @@ mod tests {
         assert!(!dest.join("deep/node_modules").exists());
         assert!(dest.join("cache").is_dir() && !dest.join("cache/tmp").exists());
         assert_eq!(
-            fs::metadata(source.join("bin/run")).unwrap().modified().unwrap(),
-            fs::metadata(dest.join("bin/run")).unwrap().modified().unwrap()
+            fs::metadata(source.join("bin/run"))
+                .unwrap()
+                .modified()
+                .unwrap(),
+            fs::metadata(dest.join("bin/run"))
+                .unwrap()
+                .modified()
+                .unwrap()
         );
     }
 }

@@ -93,7 +93,9 @@ impl BuildLock {
             .open(path)
             .at("failed to create build lock", path)?;
         file.try_lock().map_err(|err| match err {
-            TryLockError::WouldBlock => Error::Build(format!("`{path}` is locked by another build")),
+            TryLockError::WouldBlock => {
+                Error::Build(format!("`{path}` is locked by another build"))
+            }
             TryLockError::Error(err) => Error::io("failed to lock", path, err),
         })?;
         Ok(BuildLock {
@@ -131,14 +133,24 @@ mod tests {
     fn second_root_lock_names_the_holder_and_times_out() {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8PathBuf::from_path_buf(dir.path().join("lock")).unwrap();
-        let held = lock_root(&path, "pid 1: relman activate x", Duration::ZERO, &mut |_| {}).unwrap();
+        let held = lock_root(
+            &path,
+            "pid 1: relman activate x",
+            Duration::ZERO,
+            &mut |_| {},
+        )
+        .unwrap();
         let mut seen = String::new();
         let err = lock_root(&path, "pid 2", Duration::from_millis(250), &mut |h| {
             seen = h.to_owned()
         })
         .unwrap_err();
         assert_eq!(seen, "pid 1: relman activate x");
-        assert!(err.to_string().contains("locked by pid 1: relman activate x"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("locked by pid 1: relman activate x"),
+            "{err}"
+        );
         drop(held);
         lock_root(&path, "pid 2", Duration::ZERO, &mut |_| {}).unwrap();
     }

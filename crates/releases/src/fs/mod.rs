@@ -43,7 +43,11 @@ pub(crate) fn sync_filesystem(path: &Utf8Path) -> Result<()> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(crate::Error::io("failed to sync the filesystem of", path, io::Error::last_os_error()))
+        Err(crate::Error::io(
+            "failed to sync the filesystem of",
+            path,
+            io::Error::last_os_error(),
+        ))
     }
 }
 
@@ -92,7 +96,9 @@ pub(crate) fn append_line(path: &Utf8Path, line: &str) -> Result<()> {
     record.push_str(line);
     record.push('\n');
     let mut file = open_append(path)?;
-    let written = file.write(record.as_bytes()).at("failed to append to", path)?;
+    let written = file
+        .write(record.as_bytes())
+        .at("failed to append to", path)?;
     if written != record.len() {
         return Err(crate::Error::io(
             "short write to",
@@ -113,13 +119,13 @@ pub(crate) fn symlink(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
 /// At every instant `link` is either the old symlink or the new one. An existing `link` that
 /// is not a symlink is refused, because `rename(2)` would silently replace a file.
 pub fn replace_symlink(link: &Utf8Path, target: &Utf8Path) -> Result<()> {
-    if let Ok(meta) = fs::symlink_metadata(link) {
-        if !meta.file_type().is_symlink() {
-            return Err(crate::Error::Malformed {
+    if let Ok(meta) = fs::symlink_metadata(link)
+        && !meta.file_type().is_symlink()
+    {
+        return Err(crate::Error::Malformed {
                 path: link.to_owned(),
                 message: "it exists and is not a symlink: move it away, then retry (relman only replaces a symlink)".into(),
             });
-        }
     }
     let dir = parent(link);
     let name = link.file_name().unwrap_or("current");
@@ -137,7 +143,11 @@ pub fn replace_symlink(link: &Utf8Path, target: &Utf8Path) -> Result<()> {
     };
     if let Err(err) = fs::rename(&temp, link) {
         let _ = fs::remove_file(&temp);
-        return Err(crate::Error::io("failed to rename a symlink onto", link, err));
+        return Err(crate::Error::io(
+            "failed to rename a symlink onto",
+            link,
+            err,
+        ));
     }
     sync_dir(dir)
 }
