@@ -204,7 +204,9 @@ pub fn activate(
     run.step("flip", |run| flip(run.root, &to))?;
 
     let failure = match &plan {
-        Some(plan) => run.step("reload", |run| run.roll(plan, &to)).err(),
+        Some(plan) => run
+            .step("reload", |run| run.roll(plan, &to, plan.instances.clone()))
+            .err(),
         None => None,
     };
     let failure = failure.or_else(|| {
@@ -252,7 +254,8 @@ pub fn activate(
                 touched_all: plan.touched_all,
                 ..plan.clone()
             };
-            run.roll(&back_plan, &previous)?;
+            let snapshot = back_plan.pm2.list().map_err(|e| e.to_string())?;
+            run.roll(&back_plan, &previous, snapshot)?;
         }
         if gates.probe && !run.config.verify.url.is_empty() {
             run.probe(&previous)?;
@@ -455,8 +458,9 @@ impl Run<'_> {
             .map_err(|err| format!("probe failed: {err}"))
     }
 
-    /// Moves the plan's instances to `id`, proving each before the next.
-    fn roll(&mut self, plan: &Plan, id: &ReleaseId) -> Result<(), String> {
+    /// Moves the plan's instances to `id`, proving each before the next. `snapshot` is PM2's
+    /// latest view of them; each proof refreshes it, so a roll costs one `jlist` per worker.
+    fn roll(&mut self, plan: &Plan, id: &ReleaseId, snapshot: Vec<Instance>) -> Result<(), String> {
         let release_dir = self.root.release_dir(id).into_std_path_buf();
         let env = [("RELMAN_RELEASE", id.as_str())];
         if let Some(ecosystem) = &plan.ecosystem {
@@ -466,10 +470,11 @@ impl Run<'_> {
                 .reload_ecosystem(ecosystem, Some(&plan.app), &env)
                 .map_err(|e| e.to_string())?;
             for instance in &plan.instances {
-                let new_pid = prove(plan, instance, &release_dir, id)?;
+                let before = find(&snapshot, instance);
+                let (new_pid, _) = prove(plan, &before, &release_dir, id)?;
                 self.workers.push(WorkerReport {
                     pm_id: instance.pm_id,
-                    old_pid: instance.pid,
+                    old_pid: before.pid,
                     new_pid,
                     release: id.clone(),
                     ms: millis(started.elapsed()),
@@ -477,37 +482,31 @@ impl Run<'_> {
             }
             return Ok(());
         }
+        let mut snapshot = snapshot;
         for instance in &plan.instances {
             let started = Instant::now();
-            // Read it fresh: the old pid must be the one running now, not at planning time.
-            let current = plan
-                .pm2
-                .list()
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|i| i.pm_id == instance.pm_id)
-                .unwrap_or_else(|| instance.clone());
+            let before = find(&snapshot, instance);
             self.say(format!(
                 "worker {} (pid {}): reloading into {id}",
-                current.pm_id, current.pid
+                before.pm_id, before.pid
             ));
-            let reloaded = plan
+            let proven = plan
                 .pm2
-                .reload_instance(current.pm_id, &env)
-                .map_err(|e| e.to_string());
-            let proven = reloaded.and_then(|()| prove(plan, &current, &release_dir, id));
-            let new_pid = *proven.as_ref().unwrap_or(&0);
+                .reload_instance(before.pm_id, &env)
+                .map_err(|e| e.to_string())
+                .and_then(|()| prove(plan, &before, &release_dir, id));
             self.workers.push(WorkerReport {
-                pm_id: current.pm_id,
-                old_pid: current.pid,
-                new_pid,
+                pm_id: before.pm_id,
+                old_pid: before.pid,
+                new_pid: proven.as_ref().map_or(0, |(pid, _)| *pid),
                 release: id.clone(),
                 ms: millis(started.elapsed()),
             });
-            let new_pid = proven?;
+            let (new_pid, latest) = proven?;
+            snapshot = latest;
             self.say(format!(
                 "worker {} (pid {new_pid}) runs {id} ({} ms)",
-                current.pm_id,
+                before.pm_id,
                 millis(started.elapsed())
             ));
         }
@@ -515,17 +514,30 @@ impl Run<'_> {
     }
 }
 
-/// Waits until an instance runs a new process, online and stable, whose working directory is
-/// inside the release. Returns the new pid.
+/// The instance's entry in `snapshot`, or the planned one if PM2 no longer lists it.
+fn find(snapshot: &[Instance], instance: &Instance) -> Instance {
+    snapshot
+        .iter()
+        .find(|i| i.pm_id == instance.pm_id)
+        .unwrap_or(instance)
+        .clone()
+}
+
+/// Waits until an instance runs a new process, `online`, whose working directory is inside
+/// the release. Returns the new pid and PM2's view at that moment.
+///
+/// `pm2 reload` returns only once the new worker listens (or `listen_timeout` passed), so a
+/// worker that crashes at boot shows up right away as `errored`, or as more restarts than the
+/// reload's own one. A worker that restarted since the reload must be seen with the same pid
+/// on two polls in a row before it counts.
 fn prove(
     plan: &Plan,
     before: &Instance,
     release_dir: &Path,
     id: &ReleaseId,
-) -> Result<u32, String> {
+) -> Result<(u32, Vec<Instance>), String> {
     let deadline = Instant::now() + plan.timeout;
-    let mut candidate: Option<(u32, u64, Instant)> = None;
-    let mut last_seen;
+    let mut seen_online: Option<u32> = None;
     loop {
         let instances = plan.pm2.list().map_err(|e| e.to_string())?;
         let Some(now) = instances.iter().find(|i| i.pm_id == before.pm_id) else {
@@ -534,40 +546,28 @@ fn prove(
                 before.pm_id
             ));
         };
-        last_seen = format!(
-            "status {}, pid {}, restarts {}",
-            now.status, now.pid, now.restarts
-        );
         if matches!(now.status.as_str(), "errored" | "stopped") {
             return Err(format!(
                 "worker {} of {id} is {} after the reload ({} restarts): the new release does not stay up under PM2, see `pm2 logs {}`",
                 now.pm_id, now.status, now.restarts, plan.app
             ));
         }
-        if now.restarts >= before.restarts + 3 {
+        let restarts = now.restarts.saturating_sub(before.restarts);
+        if restarts >= 3 {
             return Err(format!(
-                "worker {} of {id} is crash-looping ({} restarts since the reload), see `pm2 logs {}`",
-                now.pm_id,
-                now.restarts - before.restarts,
-                plan.app
+                "worker {} of {id} is crash-looping ({restarts} restarts since the reload), see `pm2 logs {}`",
+                now.pm_id, plan.app
             ));
         }
         if now.status == "online" && now.pid != 0 && now.pid != before.pid {
-            let cwd = pm2::process_cwd(now.pid);
-            match cwd {
-                Some(cwd) if cwd.starts_with(release_dir) => match candidate {
-                    // Online twice, a settle interval apart, with no restart between: a worker
-                    // that crashes at boot is briefly `online` too.
-                    Some((pid, restarts, since))
-                        if pid == now.pid
-                            && restarts == now.restarts
-                            && since.elapsed() >= SETTLE =>
-                    {
-                        return Ok(now.pid);
+            match pm2::process_cwd(now.pid) {
+                Some(cwd) if cwd.starts_with(release_dir) => {
+                    if restarts <= 1 || seen_online == Some(now.pid) {
+                        let pid = now.pid;
+                        return Ok((pid, instances));
                     }
-                    Some((pid, restarts, _)) if pid == now.pid && restarts == now.restarts => {}
-                    _ => candidate = Some((now.pid, now.restarts, Instant::now())),
-                },
+                    seen_online = Some(now.pid);
+                }
                 Some(cwd) => {
                     return Err(format!(
                         "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
@@ -577,24 +577,24 @@ fn prove(
                         now.pm_cwd.as_deref().unwrap_or("?")
                     ));
                 }
-                None => candidate = None,
+                None => seen_online = None,
             }
         } else {
-            candidate = None;
+            seen_online = None;
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "worker {} did not come up in {id} within `pm2.timeout_secs` ({} s); last seen: {last_seen}",
+                "worker {} did not come up in {id} within `pm2.timeout_secs` ({} s); last seen: status {}, pid {}, restarts {}",
                 before.pm_id,
-                plan.timeout.as_secs()
+                plan.timeout.as_secs(),
+                now.status,
+                now.pid,
+                now.restarts
             ));
         }
         std::thread::sleep(pm2::POLL);
     }
 }
-
-/// How long a new worker must stay online, same pid, no restart, before it counts as proven.
-const SETTLE: Duration = Duration::from_millis(300);
 
 /// The probe as the config describes it, `{release}` filled in.
 pub fn probe_spec(config: &Config, id: &ReleaseId) -> relman_verify::ProbeSpec {
