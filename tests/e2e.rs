@@ -419,3 +419,39 @@ fn refuses_to_flip_when_pm2_cannot_roll_safely() {
     assert!(err.contains("PM2 not found"), "{err}");
     assert_eq!(deploy.current(), "releases/a");
 }
+
+#[test]
+fn reloads_through_an_ecosystem_file_with_the_same_proof() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-eco");
+    deploy.build("a", "healthy");
+    deploy.build("b", "healthy");
+    deploy.build("worker-crash", "worker-crash");
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    deploy.start_app();
+    let toml = deploy.root.join("relman.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let ecosystem = deploy.root.join("ecosystem.config.js");
+    std::fs::write(
+        &toml,
+        text.replace(
+            "[pm2]\n",
+            &format!("[pm2]\necosystem = \"{}\"\n", ecosystem.display()),
+        ),
+    )
+    .unwrap();
+
+    let report = deploy.relman(&["activate", "b", "--json"]).json(0);
+    assert_eq!(report["workers"].as_array().unwrap().len(), 2, "{report}");
+    deploy.assert_live("b");
+
+    // PM2 reloads every worker itself here, so the broken release takes both down until
+    // relman brings them back; it must still end on b, proven, with exit 3.
+    let report = deploy
+        .relman(&["activate", "worker-crash", "--json"])
+        .json(3);
+    assert_eq!(report["rolled_back_to"], "b", "{report}");
+    deploy.assert_live("b");
+}
