@@ -15,6 +15,12 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = if err.use_stderr() { error::USAGE } else { 0 };
             let _ = err.print();
+            if code != 0 && std::env::args().any(|a| a == "--json") {
+                let rendered = err.render().to_string();
+                let message = rendered.lines().next().unwrap_or_default();
+                let message = message.strip_prefix("error: ").unwrap_or(message);
+                ui::json(&serde_json::json!({ "error": message, "code": code }));
+            }
             return ExitCode::from(code);
         }
     };
