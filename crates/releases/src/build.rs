@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
-use crate::fs::copy::{Exclude, copy_tree};
+use crate::fs::copy::{CopyStats, Exclude, copy_tree};
 use crate::fs::lock::BuildLock;
 use crate::id::ReleaseId;
 use crate::manifest;
@@ -375,7 +375,8 @@ impl Builder<'_> {
     fn fill(&mut self, source: &SourceSpec) -> Result<(Source, Option<String>)> {
         match source {
             SourceSpec::Dir(path) => {
-                copy_tree(path, self.dir, &self.exclude())?;
+                let stats = copy_tree(path, self.dir, &self.exclude())?;
+                self.log_copy("the source", stats);
                 let revision = path
                     .join(".git")
                     .exists()
@@ -434,8 +435,19 @@ impl Builder<'_> {
             run::capture("git", &["rev-parse", "HEAD"], Some(checkout)).ok_or_else(|| {
                 Error::Build("git rev-parse HEAD failed in the fresh checkout".into())
             })?;
-        copy_tree(checkout, self.dir, &self.exclude())?;
+        let stats = copy_tree(checkout, self.dir, &self.exclude())?;
+        self.log_copy("the checkout", stats);
         Ok(revision)
+    }
+
+    fn log_copy(&mut self, what: &str, stats: CopyStats) {
+        self.log.write(
+            format!(
+                "relman: copied {what}: {} files, {} bytes\n",
+                stats.files, stats.bytes
+            )
+            .as_bytes(),
+        );
     }
 
     fn link_shared(&mut self) -> Result<()> {
@@ -481,7 +493,8 @@ impl Builder<'_> {
         }
         let to = self.dir.join("node_modules");
         crate::fs::create_dir(&to).at("failed to create directory", &to)?;
-        copy_tree(&from, &to, &Exclude::default())?;
+        let stats = copy_tree(&from, &to, &Exclude::default())?;
+        self.log_copy("node_modules", stats);
         self.log
             .write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
         Ok(true)

@@ -24,6 +24,7 @@ pub mod fs;
 pub mod history;
 mod id;
 pub mod manifest;
+mod parallel;
 mod prune;
 mod record;
 mod root;

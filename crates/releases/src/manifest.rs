@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
@@ -72,47 +70,15 @@ fn files_of(dir: &Utf8Path, exclude: &[String]) -> Result<Vec<(String, u64)>> {
 /// Hashes every manifest file of `dir` on all cores.
 pub fn compute(dir: &Utf8Path, exclude: &[String]) -> Result<Manifest> {
     let files = files_of(dir, exclude)?;
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 16));
-    let hashed: Vec<Vec<(usize, [u8; 32])>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut buffer = vec![0u8; 256 * 1024];
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((relative, _)) = files.get(index) else {
-                            break;
-                        };
-                        let path = dir.join(relative);
-                        match hash_file(&path, &mut buffer) {
-                            Ok(digest) => done.push((index, digest)),
-                            Err(err) => {
-                                failure.lock().unwrap().get_or_insert(err);
-                                next.store(files.len(), Ordering::Relaxed);
-                                break;
-                            }
-                        }
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("hash worker panicked"))
-            .collect()
-    });
-    if let Some(err) = failure.into_inner().unwrap() {
-        return Err(err);
-    }
+    let digests = crate::parallel::map(
+        &files,
+        || vec![0u8; 256 * 1024],
+        |(relative, _), buffer| hash_file(&dir.join(relative), buffer),
+    )?;
     let mut manifest = Manifest::default();
-    for (index, digest) in hashed.into_iter().flatten() {
-        let (relative, len) = &files[index];
+    for ((relative, len), digest) in files.into_iter().zip(digests) {
         manifest.bytes += len;
-        manifest.files.insert(relative.clone(), digest);
+        manifest.files.insert(relative, digest);
     }
     Ok(manifest)
 }

@@ -7,8 +7,6 @@
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -93,47 +91,11 @@ pub(crate) fn copy_tree(
 }
 
 fn copy_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-    let totals = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut stats = CopyStats::default();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((from, to)) = files.get(index) else {
-                            break;
-                        };
-                        match copy_file(from, to) {
-                            Ok(bytes) => {
-                                stats.files += 1;
-                                stats.bytes += bytes;
-                            }
-                            Err(err) => {
-                                failure.lock().unwrap().get_or_insert(err);
-                                next.store(files.len(), Ordering::Relaxed);
-                                break;
-                            }
-                        }
-                    }
-                    stats
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("copy worker panicked"))
-            .fold(CopyStats::default(), |a, b| CopyStats {
-                files: a.files + b.files,
-                bytes: a.bytes + b.bytes,
-            })
-    });
-    match failure.into_inner().unwrap() {
-        Some(err) => Err(err),
-        None => Ok(totals),
-    }
+    let sizes = crate::parallel::map(files, || (), |(from, to), ()| copy_file(from, to))?;
+    Ok(CopyStats {
+        files: sizes.len() as u64,
+        bytes: sizes.iter().sum(),
+    })
 }
 
 /// Copies one regular file, keeping its mode and times.
@@ -161,7 +123,8 @@ fn copy_file(from: &Utf8Path, to: &Utf8Path) -> Result<u64> {
     Ok(bytes)
 }
 
-fn walk_error(root: &Utf8Path, err: walkdir::Error) -> Error {
+/// A walkdir error as an I/O error on the path it was at.
+pub(crate) fn walk_error(root: &Utf8Path, err: walkdir::Error) -> Error {
     let path = err
         .path()
         .and_then(Utf8Path::from_path)
