@@ -62,7 +62,7 @@ fn ctrl_c_kills_the_build_group_and_leaves_it_unsealed() {
     // A marker unique to this test, so that the check below cannot see other tests' sleeps.
     let marker = "sleep 31.4159";
     let (_temp, root, source) = setup(&format!("sh -c '{marker}' & {marker}"));
-    let mut child = relman(&root)
+    let child = relman(&root)
         .args(["build", "--id", "interrupted", "--source"])
         .arg(&source)
         .stdout(Stdio::null())

@@ -7,7 +7,7 @@ use crate::error::{CliError, OK};
 use crate::ui;
 
 pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
-    let (_root, report) = DeployRoot::init(&super::root_path(global))?;
+    let (_root, report) = DeployRoot::init(&super::root_path(global), &mut super::waiting)?;
     if global.json {
         ui::json(&report);
     } else if report.created.is_empty() {

@@ -9,8 +9,24 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
     let root = super::open_root(global)?;
     root.require_initialised()?;
     let report = relman_releases::manifest::verify(&root, id.as_ref())?;
+    // A mismatch is a failure (exit 1), reported like every other error: `error: ...` on
+    // stderr and, with `--json`, `error` and `code` in the document.
+    let mismatch = (!report.ok).then(|| {
+        format!(
+            "release {} does not match its manifest: {} changed, {} missing, {} added; build a new release rather than editing one in place",
+            report.id,
+            report.diff.changed.len(),
+            report.diff.missing.len(),
+            report.diff.added.len()
+        )
+    });
     if global.json {
-        ui::json(&report);
+        let mut value = serde_json::to_value(&report).expect("a verify report always serialises");
+        if let Some(message) = &mismatch {
+            value["error"] = message.clone().into();
+            value["code"] = FAILED.into();
+        }
+        ui::json(&value);
     } else {
         for (label, paths) in [
             ("changed", &report.diff.changed),
@@ -21,22 +37,22 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
                 ui::data(format!("{label:8} {path}"));
             }
         }
-        if report.ok {
-            ui::say(format!(
-                "release {} matches its manifest ({} files, {})",
-                report.id,
-                report.files,
-                ui::bytes(report.bytes)
-            ));
-        } else {
-            ui::say(format!(
-                "release {} does not match its manifest: {} changed, {} missing, {} added",
-                report.id,
-                report.diff.changed.len(),
-                report.diff.missing.len(),
-                report.diff.added.len()
-            ));
+    }
+    match mismatch {
+        Some(message) => {
+            ui::say(format!("error: {message}"));
+            Ok(FAILED)
+        }
+        None => {
+            if !global.json {
+                ui::say(format!(
+                    "release {} matches its manifest ({} files, {})",
+                    report.id,
+                    report.files,
+                    ui::bytes(report.bytes)
+                ));
+            }
+            Ok(OK)
         }
     }
-    Ok(if report.ok { OK } else { FAILED })
 }

@@ -37,6 +37,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// When it finished.
+    #[serde(with = "crate::record::timestamp")]
     pub at: DateTime<Utc>,
     /// What was done.
     pub action: Action,

@@ -34,8 +34,10 @@ pub struct Seal {
     /// The release ID; must equal the directory name.
     pub id: ReleaseId,
     /// When the build started; "newest" means the latest of these.
+    #[serde(with = "timestamp")]
     pub created_at: DateTime<Utc>,
     /// When the seal was written.
+    #[serde(with = "timestamp")]
     pub sealed_at: DateTime<Utc>,
     /// Where the files came from.
     pub source: Source,
@@ -59,6 +61,7 @@ pub struct Seal {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Claim {
     pub(crate) id: ReleaseId,
+    #[serde(with = "timestamp")]
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) pid: u32,
 }
@@ -82,4 +85,27 @@ pub(crate) fn read_seal(release_dir: &Utf8Path, id: &ReleaseId) -> Option<Seal> 
 pub(crate) fn read_claim(release_dir: &Utf8Path) -> Option<Claim> {
     let text = std::fs::read(release_dir.join(META_DIR).join(CLAIM_FILE)).ok()?;
     serde_json::from_slice(&text).ok()
+}
+
+/// RFC 3339 UTC with all nine fractional digits, always: chrono's default drops the fraction
+/// when it is zero, and the contract promises at least milliseconds.
+pub(crate) mod timestamp {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        at: &DateTime<Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Nanos, true))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.to_utc())
+            .map_err(serde::de::Error::custom)
+    }
 }

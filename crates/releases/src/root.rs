@@ -144,7 +144,13 @@ impl DeployRoot {
     }
 
     /// Creates the layout and a commented config; never overwrites anything.
-    pub fn init(path: &Utf8Path) -> Result<(DeployRoot, InitReport)> {
+    ///
+    /// Takes the root lock like every mutating command, calling `on_wait` with the holder's
+    /// description before it blocks.
+    pub fn init(
+        path: &Utf8Path,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<(DeployRoot, InitReport)> {
         let mut created = Vec::new();
         if !path.exists() {
             crate::fs::create_dir_all(path)?;
@@ -155,7 +161,7 @@ impl DeployRoot {
             crate::fs::create_dir_all(&root.state_dir())?;
             created.push(root.state_dir());
         }
-        let _lock = root.lock("relman init", &mut |_| {})?;
+        let _lock = root.lock("relman init", on_wait)?;
         for dir in [root.releases_dir(), root.shared_dir()] {
             if !dir.is_dir() {
                 crate::fs::create_dir_all(&dir)?;

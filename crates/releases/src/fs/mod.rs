@@ -58,7 +58,10 @@ pub fn atomic_write(path: &Utf8Path, contents: &[u8]) -> Result<()> {
         .prefix(".tmp-")
         .tempfile_in(dir)
         .at("failed to create a temp file in", dir)?;
-    temp.write_all(contents)
+    // tempfile creates 0600; a seal or config must be readable like any other file.
+    temp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .and_then(|()| temp.write_all(contents))
         .and_then(|()| temp.as_file().sync_all())
         .at("failed to write", temp.path().to_string_lossy().as_ref())?;
     temp.persist(path)
@@ -226,6 +229,13 @@ mod tests {
         atomic_write(&file, b"two").unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "two");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&file).unwrap().permissions());
+        assert_eq!(
+            mode & 0o777,
+            0o644,
+            "readable by every user, like any release file"
+        );
     }
 
     #[test]
