@@ -43,7 +43,18 @@ impl Pm2 {
 
 impl Drop for Pm2 {
     fn drop(&mut self) {
+        let daemon = std::fs::read_to_string(self.home.join("pm2.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok());
         let _ = self.cmd(&["kill"]);
+        // Whatever `pm2 kill` missed (a panic mid-start, a wedged daemon) goes too, workers first.
+        if let Some(daemon) = daemon {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-P", &daemon.to_string()])
+                .status();
+            // SAFETY: signalling a pid read from our own PM2_HOME; ESRCH when already gone.
+            unsafe { libc::kill(daemon, libc::SIGKILL) };
+        }
     }
 }
 
@@ -78,12 +89,14 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Fields drop in order: PM2 is killed before its home directory is removed (a `pm2 kill`
+/// whose `PM2_HOME` is gone cannot reach the daemon and leaves it running).
 struct Deploy {
-    _temp: tempfile::TempDir,
-    root: PathBuf,
     pm2: Pm2,
+    root: PathBuf,
     port: u16,
     app: String,
+    _temp: tempfile::TempDir,
 }
 
 impl Deploy {

@@ -109,34 +109,21 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
 
     let app = &config.pm2.app;
     let pm2 = Pm2::new(&config.pm2.bin);
-    let version = duct::cmd(&config.pm2.bin, ["--version"])
-        .stdin_null()
-        .stderr_null()
-        .stdout_capture()
-        .unchecked()
-        .run();
-    match version {
-        Ok(out) if out.status.success() => push(
+    match pm2.version() {
+        Ok(version) => push(
             "pm2",
             Level::Ok,
-            format!(
-                "PM2 {} (`{}`)",
-                String::from_utf8_lossy(&out.stdout).trim(),
-                config.pm2.bin
-            ),
+            format!("PM2 {version} (`{}`)", config.pm2.bin),
             None,
         ),
-        _ => push(
+        Err(err) => push(
             "pm2",
             if app.is_empty() {
                 Level::Warn
             } else {
                 Level::Fail
             },
-            format!(
-                "PM2 not found or not working (`pm2.bin` = \"{}\")",
-                config.pm2.bin
-            ),
+            err.to_string(),
             Some("`npm install -g pm2`, or set `pm2.bin` to its path".into()),
         ),
     }

@@ -96,6 +96,10 @@ fn snippet(text: &str) -> String {
     }
 }
 
+/// The variables a reload passes on from relman's environment: what PM2 and Node need to run,
+/// nothing an app could mistake for its own configuration.
+const PASSED_TO_PM2: [&str; 6] = ["PATH", "HOME", "PM2_HOME", "USER", "LANG", "TZ"];
+
 /// How to run PM2.
 #[derive(Debug, Clone)]
 pub struct Pm2 {
@@ -131,15 +135,23 @@ impl Pm2 {
         }
     }
 
+    /// Runs a PM2 command that changes apps. `--update-env` hands the caller's whole
+    /// environment to the app, overriding its ecosystem `env`, so such commands get only what
+    /// PM2 itself needs plus `env`: an operator's exported `PORT` must not move the app.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
-        let mut expression = duct::cmd(&self.bin, args)
+        let mut clean: std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> =
+            std::env::vars_os()
+                .filter(|(key, _)| key.to_str().is_some_and(|k| PASSED_TO_PM2.contains(&k)))
+                .collect();
+        for (key, value) in env {
+            clean.insert((*key).into(), (*value).into());
+        }
+        let expression = duct::cmd(&self.bin, args)
+            .full_env(clean)
             .stdin_null()
             .stderr_to_stdout()
             .stdout_capture()
             .unchecked();
-        for (key, value) in env {
-            expression = expression.env(key, value);
-        }
         let output = expression.run().map_err(|err| {
             if err.kind() == std::io::ErrorKind::NotFound {
                 Error::Pm2(format!(
@@ -162,6 +174,46 @@ impl Pm2 {
                 snippet(&text)
             )))
         }
+    }
+
+    /// PM2's version, read from the `package.json` beside its executable. Running
+    /// `pm2 --version` would start a daemon when none runs, which a check must never do.
+    pub fn version(&self) -> Result<String> {
+        let bin = if self.bin.contains('/') {
+            PathBuf::from(&self.bin)
+        } else {
+            std::env::var_os("PATH")
+                .and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|dir| dir.join(&self.bin))
+                        .find(|candidate| candidate.is_file())
+                })
+                .ok_or_else(|| self.not_found())?
+        };
+        let real = std::fs::canonicalize(&bin).map_err(|_| self.not_found())?;
+        real.ancestors()
+            .skip(1)
+            .take(4)
+            .find_map(|dir| {
+                let text = std::fs::read_to_string(dir.join("package.json")).ok()?;
+                let package: serde_json::Value = serde_json::from_str(&text).ok()?;
+                (package["name"] == "pm2")
+                    .then(|| package["version"].as_str().map(str::to_owned))?
+            })
+            .ok_or_else(|| {
+                Error::Pm2(format!(
+                    "`{}` is not PM2 (no pm2 package.json beside `{}`)",
+                    self.bin,
+                    real.display()
+                ))
+            })
+    }
+
+    fn not_found(&self) -> Error {
+        Error::Pm2(format!(
+            "PM2 not found (`pm2.bin` = \"{}\"): install it (`npm install -g pm2`) or set `pm2.bin` in relman.toml",
+            self.bin
+        ))
     }
 
     /// Every process PM2 manages.
