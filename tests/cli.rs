@@ -1825,3 +1825,21 @@ fn invariant_5_a_waiting_command_proceeds_when_the_lock_comes_free() {
     assert_eq!(run.last_stdout_line(), "r2");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn verify_uses_the_excludes_the_release_was_sealed_with() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    write_file(&src.join("logs/app.log"), "line\n");
+    build_ok(&sb, &src, "v1");
+    // Excluding more later must not make the older release look tampered with.
+    sb.write_config(&fast_config(
+        "[manifest]\nexclude = [\"node_modules\", \".next/cache\", \"logs\"]\n",
+    ));
+    sb.relman(&["verify", "v1"]).ok();
+    // And a release sealed with the new list does not list `logs`.
+    build_ok(&sb, &src, "v2");
+    let manifest = read_file(&sb.release_dir("v2").join(".relman/manifest.sha256"));
+    assert!(!manifest.contains("logs/app.log"), "{manifest}");
+    sb.relman(&["verify", "v2"]).ok();
+}

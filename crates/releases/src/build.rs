@@ -331,6 +331,7 @@ impl Builder<'_> {
             node_version,
             reused_node_modules: reused,
             durations_ms: durations,
+            manifest_exclude: Some(self.config.manifest.exclude.clone()),
             files: manifest.files.len() as u64,
             bytes,
         };

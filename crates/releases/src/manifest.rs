@@ -263,7 +263,12 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     let manifest_path = release.dir.join(META_DIR).join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest_path).at("failed to read", &manifest_path)?;
     let expected = Manifest::parse(&text, &manifest_path)?;
-    let actual = compute(&release.dir, &config.manifest.exclude)?;
+    let exclude = release
+        .seal
+        .as_ref()
+        .and_then(|seal| seal.manifest_exclude.as_ref())
+        .unwrap_or(&config.manifest.exclude);
+    let actual = compute(&release.dir, exclude)?;
     let diff = expected.diff(&actual);
     Ok(VerifyReport {
         id,

@@ -51,6 +51,10 @@ pub struct Seal {
     pub reused_node_modules: bool,
     /// Milliseconds per build step.
     pub durations_ms: BTreeMap<String, u64>,
+    /// The `manifest.exclude` the manifest was made with; `verify` uses it, so changing the
+    /// config later does not make older releases look tampered with.
+    #[serde(default)]
+    pub manifest_exclude: Option<Vec<String>>,
     /// Files in the manifest.
     pub files: u64,
     /// Bytes of the whole release directory, `node_modules` included.
