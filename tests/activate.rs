@@ -444,3 +444,64 @@ fn kill_9_at_any_instant_leaves_current_on_a_sealed_release() {
     // History lines written before a kill are whole, or the torn last one is ignored.
     assert_eq!(code(&root.relman(&["history"])), 0);
 }
+
+#[test]
+fn an_interrupt_during_the_preflight_changes_nothing_and_stops_it() {
+    let marker = "sleep 42.4242";
+    let root = Root::new(&format!(
+        "[preflight]\ncommand = \"{marker}\"\nurl = \"http://127.0.0.1:{{port}}/health\"\ntimeout_secs = 1\n"
+    ));
+    root.build("a");
+    root.build("b");
+    assert_eq!(
+        code(&root.relman(&["activate", "a", "--skip-integrity"])),
+        3,
+        "the preflight of a never answers"
+    );
+    std::fs::write(
+        root.path.join("relman.toml"),
+        format!(
+            "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n[preflight]\ncommand = \"{marker}\"\nurl = \"http://127.0.0.1:{{port}}/health\"\ntimeout_secs = 60\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(["activate", "b", "--root"])
+        .arg(&root.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !running() {
+        assert!(Instant::now() < deadline, "the preflight never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing changed"), "{}", stderr(&out));
+    assert!(!running(), "the preflight's process group outlived relman");
+    assert_eq!(root.current(), None);
+    assert_eq!(
+        root.history().len(),
+        1,
+        "only the first, rejected activation"
+    );
+}

@@ -24,10 +24,21 @@ fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError
         integrity: !gates.skip_integrity,
     };
     let root = super::open_root(global)?;
-    let report = relman_activate::activate(&root, &goal, gates, &mut |event| match event {
-        Event::Waiting(holder) => super::waiting(holder),
-        Event::Step(message) => ui::say(message),
-    })?;
+    super::on_interrupt(|| {
+        crate::ui::say(
+            "interrupt received: stopping if nothing has changed yet, else finishing the roll and its proof first",
+        );
+    });
+    let report = relman_activate::activate(
+        &root,
+        &goal,
+        gates,
+        super::cancelled(),
+        &mut |event| match event {
+            Event::Waiting(holder) => super::waiting(holder),
+            Event::Step(message) => ui::say(message),
+        },
+    )?;
     let code = report.exit_code();
     if global.json {
         let mut value = serde_json::to_value(&report).expect("a report always serialises");

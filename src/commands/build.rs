@@ -1,14 +1,10 @@
 //! `relman build`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use relman_releases::{BuildEvent, BuildRequest, SourceSpec};
 
 use crate::cli::{BuildArgs, GlobalArgs};
 use crate::error::{CliError, OK};
 use crate::ui;
-
-static CANCEL: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn run(global: &GlobalArgs, args: BuildArgs) -> Result<u8, CliError> {
     let source = match (args.source, args.git) {
@@ -27,15 +23,25 @@ pub(crate) fn run(global: &GlobalArgs, args: BuildArgs) -> Result<u8, CliError> 
     let root = super::open_root(global)?;
     // Ctrl-C only asks the build to stop: it then kills the command's whole process group and
     // leaves the release unsealed instead of dying with children still running.
-    let _ = ctrlc::set_handler(|| CANCEL.store(true, Ordering::SeqCst));
+    super::on_interrupt(|| {});
     let interactive = ui::interactive();
-    let report = relman_releases::build(&root, &request, &CANCEL, &mut |event| match event {
-        BuildEvent::Waiting(holder) => super::waiting(holder),
-        BuildEvent::Claimed(id, dir) => ui::say(format!("building release {id} in `{dir}`")),
-        BuildEvent::Step(step) if interactive => ui::say(format!("\x1b[1m==> {step}\x1b[0m")),
-        BuildEvent::Step(step) => ui::say(format!("==> {step}")),
-        BuildEvent::Output(bytes) => ui::raw(bytes),
-    })?;
+    let report =
+        relman_releases::build(
+            &root,
+            &request,
+            super::cancelled(),
+            &mut |event| match event {
+                BuildEvent::Waiting(holder) => super::waiting(holder),
+                BuildEvent::Claimed(id, dir) => {
+                    ui::say(format!("building release {id} in `{dir}`"))
+                }
+                BuildEvent::Step(step) if interactive => {
+                    ui::say(format!("\x1b[1m==> {step}\x1b[0m"))
+                }
+                BuildEvent::Step(step) => ui::say(format!("==> {step}")),
+                BuildEvent::Output(bytes) => ui::raw(bytes),
+            },
+        )?;
     if global.json {
         ui::json(&report);
     } else {

@@ -12,6 +12,8 @@ mod prune;
 mod status;
 mod verify;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use camino::Utf8PathBuf;
 use relman_releases::{DeployRoot, ReleaseId};
 
@@ -59,4 +61,21 @@ pub(crate) fn waiting(holder: &str) {
     crate::ui::say(format!(
         "Blocking waiting for the deploy root lock, held by {holder}"
     ));
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Turns Ctrl-C, SIGTERM and SIGHUP into a request to stop: the library decides when stopping
+/// is safe, so relman never dies with a build's children or a preflight still running.
+pub(crate) fn on_interrupt(notice: impl Fn() + Send + 'static) {
+    let _ = ctrlc::set_handler(move || {
+        if !INTERRUPTED.swap(true, Ordering::SeqCst) {
+            notice();
+        }
+    });
+}
+
+/// Whether an interrupt was received.
+pub(crate) fn cancelled() -> &'static AtomicBool {
+    &INTERRUPTED
 }

@@ -22,6 +22,9 @@ pub enum Error {
         /// How many files differ.
         summary: String,
     },
+    /// The operator interrupted relman before anything changed.
+    #[error("interrupted before going live: nothing changed")]
+    Interrupted,
     /// There is nothing to roll back to.
     #[error("{0}")]
     NoRollbackTarget(String),

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
@@ -110,10 +111,15 @@ impl ActivateReport {
 }
 
 /// Makes a release live, or goes back.
+///
+/// `cancel` (an operator's Ctrl-C or SIGTERM) stops it cleanly while nothing has changed yet;
+/// once `current` has flipped, the roll and its proof (or the way back) run to the end, since
+/// stopping half-way would leave the app split across two releases.
 pub fn activate(
     root: &DeployRoot,
     goal: &Goal,
     gates: Gates,
+    cancel: &AtomicBool,
     events: &mut dyn FnMut(Event<'_>),
 ) -> Result<ActivateReport> {
     let started = Instant::now();
@@ -192,9 +198,19 @@ pub fn activate(
             }
         };
 
+    let interrupted = || {
+        if cancel.load(Ordering::SeqCst) {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
+    interrupted()?;
     if !run.config.preflight.command.is_empty() {
         let dir = release.dir.clone();
-        if let Err(why) = run.step("preflight", |run| run.preflight(&to, &dir)) {
+        let preflight = run.step("preflight", |run| run.preflight(&to, &dir, cancel));
+        interrupted()?;
+        if let Err(why) = preflight {
             let report = finish(run, Outcome::Rejected, None, Some(why), from.clone(), true);
             record(root, &report, action)?;
             return Ok(report);
@@ -419,7 +435,12 @@ impl Run<'_> {
         }))
     }
 
-    fn preflight(&mut self, id: &ReleaseId, dir: &camino::Utf8Path) -> Result<(), String> {
+    fn preflight(
+        &mut self,
+        id: &ReleaseId,
+        dir: &camino::Utf8Path,
+        cancel: &AtomicBool,
+    ) -> Result<(), String> {
         let preflight = &self.config.preflight;
         let verify = &self.config.verify;
         let spec = relman_verify::PreflightSpec {
@@ -435,7 +456,7 @@ impl Run<'_> {
             interval: Duration::from_millis(200),
         };
         self.say(format!("preflight: `{}`", preflight.command));
-        relman_verify::preflight(&spec)
+        relman_verify::preflight_cancellable(&spec, cancel)
             .map(|report| {
                 self.say(format!(
                     "preflight passed on port {} in {} ms",

@@ -72,6 +72,9 @@ pub enum Failure {
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The preflight was stopped because the operator interrupted relman.
+    #[error("the preflight was interrupted")]
+    Cancelled,
     /// A probe or preflight URL is not a plain `http://host[:port]/path` URL.
     #[error("invalid URL `{url}`: {reason}")]
     InvalidUrl {

@@ -20,5 +20,5 @@ mod preflight;
 mod probe;
 
 pub use error::{Error, Failure};
-pub use preflight::{PreflightReport, PreflightSpec, preflight};
+pub use preflight::{PreflightReport, PreflightSpec, preflight, preflight_cancellable};
 pub use probe::{ProbeReport, ProbeSpec, check_once, probe, validate_url};

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -67,6 +68,15 @@ pub struct PreflightReport {
 /// lines the command printed. A process that leaves the group (`setsid`, a daemonizing server)
 /// is out of reach and is not stopped.
 pub fn preflight(spec: &PreflightSpec) -> Result<PreflightReport, Error> {
+    preflight_cancellable(spec, &AtomicBool::new(false))
+}
+
+/// [`preflight`] that also stops, with [`Error::Cancelled`], soon after `cancel` is set (an
+/// operator's Ctrl-C): the command's group is stopped the same way.
+pub fn preflight_cancellable(
+    spec: &PreflightSpec,
+    cancel: &AtomicBool,
+) -> Result<PreflightReport, Error> {
     if spec.command.trim().is_empty() {
         return Err(Error::EmptyCommand);
     }
@@ -152,6 +162,9 @@ pub fn preflight(spec: &PreflightSpec) -> Result<PreflightReport, Error> {
         if exited_before || group.leader_exited() {
             break Err(Stop::Exited(failure));
         }
+        if cancel.load(Ordering::SeqCst) {
+            break Err(Stop::Cancelled);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             break Err(Stop::TimedOut(failure));
@@ -173,6 +186,7 @@ pub fn preflight(spec: &PreflightSpec) -> Result<PreflightReport, Error> {
             last,
             output,
         }),
+        (Err(Stop::Cancelled), _) => Err(Error::Cancelled),
         (Err(Stop::TimedOut(last)), _) => Err(Error::PreflightTimedOut {
             url,
             timeout_ms: spec.timeout.as_millis(),
@@ -185,6 +199,7 @@ pub fn preflight(spec: &PreflightSpec) -> Result<PreflightReport, Error> {
 enum Stop {
     Exited(Failure),
     TimedOut(Failure),
+    Cancelled,
 }
 
 fn free_port() -> Result<u16, Error> {
