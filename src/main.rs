@@ -16,9 +16,15 @@ fn main() -> ExitCode {
             let code = if err.use_stderr() { error::USAGE } else { 0 };
             let _ = err.print();
             if code != 0 && std::env::args().any(|a| a == "--json") {
+                // clap's message runs until its blank line; JSON gets it on one line.
                 let rendered = err.render().to_string();
-                let message = rendered.lines().next().unwrap_or_default();
-                let message = message.strip_prefix("error: ").unwrap_or(message);
+                let message = rendered
+                    .lines()
+                    .take_while(|line| !line.trim().is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let message = message.strip_prefix("error: ").unwrap_or(&message);
                 ui::json(&serde_json::json!({ "error": message, "code": code }));
             }
             return ExitCode::from(code);

@@ -505,3 +505,38 @@ fn an_interrupt_during_the_preflight_changes_nothing_and_stops_it() {
         "only the first, rejected activation"
     );
 }
+
+#[test]
+fn bad_urls_are_configuration_errors_before_anything_runs() {
+    let root = Root::new("");
+    root.build("a");
+    for (config, key) in [
+        (
+            "[verify]\nurl = \"http://127.0.0.1:3000/{release}\"\n",
+            "verify.url",
+        ),
+        (
+            "[verify]\nurl = \"http://127.0.0.1:99999/health\"\n",
+            "verify.url",
+        ),
+        (
+            "[preflight]\ncommand = \"node server.js\"\nurl = \"http://127.0.0.1:3000/health\"\n",
+            "preflight.url",
+        ),
+        (
+            "[preflight]\ncommand = \"node server.js\"\nurl = \"http://:{port}/health\"\n",
+            "preflight.url",
+        ),
+    ] {
+        std::fs::write(
+            root.path.join("relman.toml"),
+            format!("[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n{config}"),
+        )
+        .unwrap();
+        let out = root.relman(&["activate", "a"]);
+        assert_eq!(code(&out), 2, "{config}: {}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{config}: {}", stderr(&out));
+        assert_eq!(root.current(), None);
+        assert!(root.history().is_empty());
+    }
+}

@@ -1843,3 +1843,14 @@ fn verify_uses_the_excludes_the_release_was_sealed_with() {
     assert!(!manifest.contains("logs/app.log"), "{manifest}");
     sb.relman(&["verify", "v2"]).ok();
 }
+
+#[test]
+fn a_relative_source_path_in_the_config_is_relative_to_the_deploy_root() {
+    let sb = Sandbox::with_config(&fast_config("[source]\npath = \"../app-src\"\n"));
+    let src = sb.fixture_source("app-src");
+    assert_eq!(src, sb.base().join("app-src"));
+    // The test's working directory is the repo, nowhere near the deploy root.
+    let run = sb.relman(&["build", "--id", "from-config"]);
+    run.ok();
+    assert!(sb.release_dir("from-config").join("server.js").is_file());
+}

@@ -160,8 +160,9 @@ fn resolve_source(
 ) -> Result<SourceSpec> {
     let source = match &request.source {
         Some(source) => source.clone(),
+        // A relative `source.path` is relative to the deploy root, not to wherever relman runs.
         None if !config.source.path.is_empty() => {
-            SourceSpec::Dir(config.source.path.clone().into())
+            SourceSpec::Dir(root.path().join(&config.source.path))
         }
         None if !config.source.git.is_empty() => SourceSpec::Git {
             url: config.source.git.clone(),
