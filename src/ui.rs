@@ -1,5 +1,7 @@
 //! Talking to the operator: data on stdout, everything else on stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! Every write ignores its error: a terminal that went away (a dropped SSH session) must not
+//! panic relman in the middle of a roll, which `println!` would.
 
 use std::io::{IsTerminal, Write};
 
@@ -10,17 +12,17 @@ use crate::error::CliError;
 /// Prints one JSON document on stdout.
 pub(crate) fn json<T: Serialize + ?Sized>(value: &T) {
     let text = serde_json::to_string_pretty(value).expect("output always serialises");
-    println!("{text}");
+    data(text);
 }
 
 /// Prints a line of data on stdout.
 pub(crate) fn data(line: impl std::fmt::Display) {
-    println!("{line}");
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 /// Prints a message for the operator on stderr.
 pub(crate) fn say(line: impl std::fmt::Display) {
-    eprintln!("{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Writes raw bytes (a build command's output) to stderr.
@@ -38,9 +40,9 @@ pub(crate) fn interactive() -> bool {
 pub(crate) fn report_error(err: &CliError, json_mode: bool) -> u8 {
     let code = err.code();
     if let Some(tail) = err.log_tail() {
-        eprintln!("--- last lines of the build log ---\n{tail}\n---");
+        say(format!("--- last lines of the build log ---\n{tail}\n---"));
     }
-    eprintln!("error: {err}");
+    say(format!("error: {err}"));
     if json_mode {
         json(&serde_json::json!({ "error": err.to_string(), "code": code }));
     }

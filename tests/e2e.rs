@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -480,4 +481,53 @@ fn reloads_through_an_ecosystem_file_with_the_same_proof() {
         .json(3);
     assert_eq!(report["rolled_back_to"], "b", "{report}");
     deploy.assert_live("b");
+}
+
+#[test]
+fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-sig");
+    deploy.build("a", "healthy");
+    deploy.build("b", "healthy");
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    deploy.start_app();
+
+    // Like a terminal: relman leads its own process group, which receives the signals, and its
+    // output goes to pipes whose reading ends are gone (the SSH session dropped).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(["activate", "b", "--root"])
+        .arg(&deploy.root)
+        .env("PM2_HOME", &deploy.pm2.home)
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while deploy.current() != "releases/b" {
+        assert!(Instant::now() < deadline, "the flip never happened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let group = child.id() as i32;
+    // SAFETY: signalling the process group of our own child.
+    unsafe {
+        libc::kill(-group, libc::SIGHUP);
+        libc::kill(-group, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the roll must finish and prove itself: {status:?}"
+    );
+    deploy.assert_live("b");
+    let history = deploy.history();
+    assert_eq!(
+        (history[0]["to"].as_str(), history[0]["result"].as_str()),
+        (Some("b"), Some("ok"))
+    );
 }

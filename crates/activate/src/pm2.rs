@@ -148,6 +148,7 @@ impl Pm2 {
         }
         let expression = duct::cmd(&self.bin, args)
             .full_env(clean)
+            .before_spawn(own_group)
             .stdin_null()
             .stderr_to_stdout()
             .stdout_capture()
@@ -220,6 +221,7 @@ impl Pm2 {
     pub fn list(&self) -> Result<Vec<Instance>> {
         // jlist writes JSON on stdout only; stderr is kept apart so notices cannot corrupt it.
         let output = duct::cmd(&self.bin, ["jlist"])
+            .before_spawn(own_group)
             .stdin_null()
             .stdout_capture()
             .stderr_capture()
@@ -270,6 +272,14 @@ impl Pm2 {
         }
         self.run(&args, env).map(drop)
     }
+}
+
+/// Puts a PM2 command in its own process group: a Ctrl-C at the terminal reaches the whole
+/// foreground group, and must reach relman (which decides what is safe), not kill a
+/// `pm2 reload` half-way and make a healthy worker look failed.
+fn own_group(command: &mut std::process::Command) -> std::io::Result<()> {
+    std::os::unix::process::CommandExt::process_group(command, 0);
+    Ok(())
 }
 
 /// The resolved working directory of a running process, from `/proc/PID/cwd`.

@@ -133,7 +133,8 @@ pub fn activate(
         Goal::Activate(id) => format!("relman activate {id}"),
         Goal::Rollback(_) => "relman rollback".to_owned(),
     };
-    let _lock = root.lock(&label, &mut |holder| events(Event::Waiting(holder)))?;
+    let _lock =
+        root.lock_or_cancel(&label, cancel, &mut |holder| events(Event::Waiting(holder)))?;
 
     let to = match goal {
         Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),

@@ -112,7 +112,7 @@ pub fn build(
     }
 
     let created_at = Utc::now();
-    let (id, _build_lock) = claim(root, request.id.as_ref(), created_at, events)?;
+    let (id, _build_lock) = claim(root, request.id.as_ref(), created_at, cancel, events)?;
     let dir = root.release_dir(&id);
     events(BuildEvent::Claimed(&id, &dir));
 
@@ -239,9 +239,10 @@ fn claim(
     root: &DeployRoot,
     wanted: Option<&ReleaseId>,
     created_at: chrono::DateTime<Utc>,
+    cancel: &AtomicBool,
     events: &mut dyn FnMut(BuildEvent<'_>),
 ) -> Result<(ReleaseId, BuildLock)> {
-    let _root_lock = root.lock("relman build", &mut |holder| {
+    let _root_lock = root.lock_or_cancel("relman build", cancel, &mut |holder| {
         events(BuildEvent::Waiting(holder))
     })?;
     let candidates: Box<dyn Iterator<Item = ReleaseId>> = match wanted {

@@ -70,6 +70,12 @@ pub enum Error {
         /// How long this process waited.
         waited_secs: u64,
     },
+    /// The operator interrupted relman while it waited for the root lock.
+    #[error("interrupted while waiting for the deploy root lock held by {holder}: nothing changed")]
+    LockWaitInterrupted {
+        /// Who holds it.
+        holder: String,
+    },
     /// A build step failed.
     #[error("{0}")]
     Build(String),

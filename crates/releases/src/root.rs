@@ -1,5 +1,6 @@
 //! The deploy root: where everything lives, and `relman init`.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -98,6 +99,17 @@ impl DeployRoot {
     /// Waits up to `RELMAN_LOCK_WAIT_SECS` (default 300) for another relman to finish, calling
     /// `on_wait` once with the holder's description before it blocks.
     pub fn lock(&self, purpose: &str, on_wait: &mut dyn FnMut(&str)) -> Result<RootLock> {
+        self.lock_or_cancel(purpose, &AtomicBool::new(false), on_wait)
+    }
+
+    /// [`DeployRoot::lock`] that gives up waiting, with nothing changed, once `cancel` is set
+    /// (an operator's Ctrl-C).
+    pub fn lock_or_cancel(
+        &self,
+        purpose: &str,
+        cancel: &AtomicBool,
+        on_wait: &mut dyn FnMut(&str),
+    ) -> Result<RootLock> {
         let wait = std::env::var("RELMAN_LOCK_WAIT_SECS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -111,7 +123,7 @@ impl DeployRoot {
             std::process::id(),
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        lock_root(&state.join("lock"), &holder, wait, on_wait)
+        lock_root(&state.join("lock"), &holder, wait, cancel, on_wait)
     }
 
     /// The release `current` points to, or `None` before the first activation.

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -22,11 +23,12 @@ pub struct RootLock {
 /// Takes the exclusive lock on `path`, writing `holder` into it.
 ///
 /// Tries first; if another process holds it, calls `on_wait` with that holder's description,
-/// then keeps trying until `wait` has passed.
+/// then keeps trying until `wait` has passed or `cancel` is set.
 pub(crate) fn lock_root(
     path: &Utf8Path,
     holder: &str,
     wait: Duration,
+    cancel: &AtomicBool,
     on_wait: &mut dyn FnMut(&str),
 ) -> Result<RootLock> {
     let mut file = OpenOptions::new()
@@ -48,6 +50,9 @@ pub(crate) fn lock_root(
                         holder: other,
                         waited_secs: started.elapsed().as_secs(),
                     });
+                }
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(Error::LockWaitInterrupted { holder: other });
                 }
                 if !announced {
                     on_wait(&other);
@@ -137,13 +142,18 @@ mod tests {
             &path,
             "pid 1: relman activate x",
             Duration::ZERO,
+            &AtomicBool::new(false),
             &mut |_| {},
         )
         .unwrap();
         let mut seen = String::new();
-        let err = lock_root(&path, "pid 2", Duration::from_millis(250), &mut |h| {
-            seen = h.to_owned()
-        })
+        let err = lock_root(
+            &path,
+            "pid 2",
+            Duration::from_millis(250),
+            &AtomicBool::new(false),
+            &mut |h| seen = h.to_owned(),
+        )
         .unwrap_err();
         assert_eq!(seen, "pid 1: relman activate x");
         assert!(
@@ -151,8 +161,28 @@ mod tests {
                 .contains("locked by pid 1: relman activate x"),
             "{err}"
         );
+        let cancelled = AtomicBool::new(true);
+        let err = lock_root(
+            &path,
+            "pid 3",
+            Duration::from_secs(60),
+            &cancelled,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("interrupted while waiting"),
+            "{err}"
+        );
         drop(held);
-        lock_root(&path, "pid 2", Duration::ZERO, &mut |_| {}).unwrap();
+        lock_root(
+            &path,
+            "pid 2",
+            Duration::ZERO,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
     }
 
     #[test]
