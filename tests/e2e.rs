@@ -310,7 +310,24 @@ fn deploys_under_load_without_a_single_failed_request() {
     });
     std::thread::sleep(Duration::from_millis(500));
 
-    let report = deploy.relman(&["activate", "b", "--json"]).json(0);
+    let run = deploy.relman(&["activate", "b", "--json"]);
+    let report = run.json(0);
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    assert!(
+        !stderr.contains("command line for every step"),
+        "the PM2 session must be used: {stderr}"
+    );
+    // The app sees RELMAN_RELEASE, and nothing of relman's own environment beyond it.
+    for worker in deploy.pm2.jlist() {
+        if worker["name"] == deploy.app.as_str() {
+            assert_eq!(worker["pm2_env"]["RELMAN_RELEASE"], "b", "{worker}");
+            assert_eq!(
+                worker["pm2_env"]["PM2_PROGRAMMATIC"],
+                Value::Null,
+                "{worker}"
+            );
+        }
+    }
     assert_eq!(report["from"], "a");
     assert_eq!(report["to"], "b");
     assert_eq!(report["result"], "ok");
@@ -461,6 +478,20 @@ fn reloads_through_an_ecosystem_file_with_the_same_proof() {
     let toml = deploy.root.join("relman.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     let ecosystem = deploy.root.join("ecosystem.config.js");
+    // A wrapper script instead of PM2's own executable: relman cannot find PM2's package, so
+    // this test also covers running every step through PM2's command line.
+    let wrapper = deploy.root.parent().unwrap().join("pm2-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec '{}' \"$@\"\n", deploy.pm2.bin.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let text = text.replace(deploy.pm2.bin.to_str().unwrap(), wrapper.to_str().unwrap());
     std::fs::write(
         &toml,
         text.replace(

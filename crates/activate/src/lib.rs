@@ -14,6 +14,7 @@ mod doctor;
 mod error;
 pub mod pm2;
 mod roll;
+mod session;
 mod status;
 
 pub use doctor::{Check, Level, doctor};

@@ -4,7 +4,9 @@
 //! exit status proves nothing (it is 0 even when every new worker crashed), so callers read
 //! the instances back and check them.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -100,6 +102,13 @@ fn snippet(text: &str) -> String {
 /// nothing an app could mistake for its own configuration.
 const PASSED_TO_PM2: [&str; 6] = ["PATH", "HOME", "PM2_HOME", "USER", "LANG", "TZ"];
 
+/// relman's environment cut down to [`PASSED_TO_PM2`].
+pub(crate) fn clean_env() -> HashMap<OsString, OsString> {
+    std::env::vars_os()
+        .filter(|(key, _)| key.to_str().is_some_and(|k| PASSED_TO_PM2.contains(&k)))
+        .collect()
+}
+
 /// How to run PM2.
 #[derive(Debug, Clone)]
 pub struct Pm2 {
@@ -139,10 +148,7 @@ impl Pm2 {
     /// environment to the app, overriding its ecosystem `env`, so such commands get only what
     /// PM2 itself needs plus `env`: an operator's exported `PORT` must not move the app.
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
-        let mut clean: std::collections::HashMap<std::ffi::OsString, std::ffi::OsString> =
-            std::env::vars_os()
-                .filter(|(key, _)| key.to_str().is_some_and(|k| PASSED_TO_PM2.contains(&k)))
-                .collect();
+        let mut clean = clean_env();
         for (key, value) in env {
             clean.insert((*key).into(), (*value).into());
         }
@@ -180,6 +186,19 @@ impl Pm2 {
     /// PM2's version, read from the `package.json` beside its executable. Running
     /// `pm2 --version` would start a daemon when none runs, which a check must never do.
     pub fn version(&self) -> Result<String> {
+        let dir = self.package_dir()?;
+        let text =
+            std::fs::read_to_string(dir.join("package.json")).map_err(|_| self.not_found())?;
+        let package: serde_json::Value =
+            serde_json::from_str(&text).map_err(|_| self.not_found())?;
+        package["version"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.not_found())
+    }
+
+    /// The directory of the `pm2` npm package that `bin` belongs to.
+    pub(crate) fn package_dir(&self) -> Result<PathBuf> {
         let bin = if self.bin.contains('/') {
             PathBuf::from(&self.bin)
         } else {
@@ -195,12 +214,13 @@ impl Pm2 {
         real.ancestors()
             .skip(1)
             .take(4)
-            .find_map(|dir| {
-                let text = std::fs::read_to_string(dir.join("package.json")).ok()?;
-                let package: serde_json::Value = serde_json::from_str(&text).ok()?;
-                (package["name"] == "pm2")
-                    .then(|| package["version"].as_str().map(str::to_owned))?
+            .find(|dir| {
+                std::fs::read_to_string(dir.join("package.json"))
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .is_some_and(|package| package["name"] == "pm2")
             })
+            .map(Path::to_path_buf)
             .ok_or_else(|| {
                 Error::Pm2(format!(
                     "`{}` is not PM2 (no pm2 package.json beside `{}`)",
@@ -277,7 +297,7 @@ impl Pm2 {
 /// Puts a PM2 command in its own process group: a Ctrl-C at the terminal reaches the whole
 /// foreground group, and must reach relman (which decides what is safe), not kill a
 /// `pm2 reload` half-way and make a healthy worker look failed.
-fn own_group(command: &mut std::process::Command) -> std::io::Result<()> {
+pub(crate) fn own_group(command: &mut std::process::Command) -> std::io::Result<()> {
     std::os::unix::process::CommandExt::process_group(command, 0);
     Ok(())
 }

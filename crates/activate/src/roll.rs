@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
@@ -18,6 +19,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pm2::{self, Instance, Pm2};
+use crate::session::Session;
 
 /// Which checks to run.
 #[derive(Debug, Clone, Copy)]
@@ -271,7 +273,7 @@ pub fn activate(
                 touched_all: plan.touched_all,
                 ..plan.clone()
             };
-            let snapshot = back_plan.pm2.list().map_err(|e| e.to_string())?;
+            let snapshot = back_plan.list()?;
             run.roll(&back_plan, &previous, snapshot)?;
         }
         if gates.probe && !run.config.verify.url.is_empty() {
@@ -359,12 +361,38 @@ fn record(root: &DeployRoot, report: &ActivateReport, action: Action) -> Result<
 #[derive(Debug, Clone)]
 struct Plan {
     pm2: Pm2,
+    /// One connection to the daemon for the whole activation, when PM2's package can be
+    /// found; else every step runs PM2's command line.
+    session: Option<Arc<Mutex<Session>>>,
     app: String,
     ecosystem: Option<String>,
     instances: Vec<Instance>,
     /// An ecosystem reload moves every instance at once.
     touched_all: bool,
     timeout: Duration,
+}
+
+impl Plan {
+    fn list(&self) -> Result<Vec<Instance>, String> {
+        match &self.session {
+            Some(session) => session.lock().expect("the session lock").list(self.timeout),
+            None => self.pm2.list(),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn reload(&self, pm_id: u64, env: &[(&str, &str)]) -> Result<(), String> {
+        match &self.session {
+            Some(session) => {
+                session
+                    .lock()
+                    .expect("the session lock")
+                    .reload(pm_id, env, self.timeout)
+            }
+            None => self.pm2.reload_instance(pm_id, env),
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 struct Run<'a> {
@@ -405,7 +433,21 @@ impl Run<'_> {
         }
         let pm2 = Pm2::new(&pm2_config.bin);
         pm2.check_daemon()?;
-        let instances = pm2.instances(&pm2_config.app)?;
+        let timeout = Duration::from_secs(pm2_config.timeout_secs);
+        let session = match Session::start(&pm2, timeout) {
+            Ok(session) => Some(Arc::new(Mutex::new(session))),
+            Err(err) => {
+                self.say(format!("{err}; using PM2's command line for every step"));
+                None
+            }
+        };
+        let instances: Vec<Instance> = match &session {
+            Some(session) => session.lock().expect("the session lock").list(timeout)?,
+            None => pm2.list()?,
+        }
+        .into_iter()
+        .filter(|i| i.name == pm2_config.app)
+        .collect();
         if instances.is_empty() {
             return Err(Error::App(format!(
                 "PM2 has no app named \"{}\" (PM2_HOME `{}`): start it with `pm2 start` and cwd `{}`, or fix `pm2.app`",
@@ -428,6 +470,7 @@ impl Run<'_> {
         ));
         Ok(Some(Plan {
             pm2,
+            session,
             app: pm2_config.app.clone(),
             ecosystem: (!pm2_config.ecosystem.is_empty()).then(|| pm2_config.ecosystem.clone()),
             instances,
@@ -513,9 +556,7 @@ impl Run<'_> {
                 before.pm_id, before.pid
             ));
             let proven = plan
-                .pm2
-                .reload_instance(before.pm_id, &env)
-                .map_err(|e| e.to_string())
+                .reload(before.pm_id, &env)
                 .and_then(|()| prove(plan, &before, &release_dir, id));
             self.workers.push(WorkerReport {
                 pm_id: before.pm_id,
@@ -561,7 +602,7 @@ fn prove(
     let deadline = Instant::now() + plan.timeout;
     let mut seen_online: Option<u32> = None;
     loop {
-        let instances = plan.pm2.list().map_err(|e| e.to_string())?;
+        let instances = plan.list()?;
         let Some(now) = instances.iter().find(|i| i.pm_id == before.pm_id) else {
             return Err(format!(
                 "worker {} disappeared from PM2 during the reload",
@@ -582,15 +623,21 @@ fn prove(
             ));
         }
         if now.status == "online" && now.pid != 0 && now.pid != before.pid {
+            let releases = release_dir.parent().unwrap_or(release_dir);
             match pm2::process_cwd(now.pid) {
                 Some(cwd) if cwd.starts_with(release_dir) => {
-                    if restarts <= 1 || seen_online == Some(now.pid) {
+                    // `pm2 reload` of an online worker returns once the new one listens, so
+                    // one look is proof; a worker that was down is only forked when it
+                    // returns, and one that restarted since may be crash-looping: both must
+                    // be seen twice, same pid, a poll apart.
+                    let settled = before.status == "online" && restarts <= 1;
+                    if settled || seen_online == Some(now.pid) {
                         let pid = now.pid;
                         return Ok((pid, instances));
                     }
                     seen_online = Some(now.pid);
                 }
-                Some(cwd) => {
+                Some(cwd) if cwd.starts_with(releases) => {
                     return Err(format!(
                         "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
                         now.pm_id,
@@ -599,7 +646,9 @@ fn prove(
                         now.pm_cwd.as_deref().unwrap_or("?")
                     ));
                 }
-                None => seen_online = None,
+                // Not in any release yet: a fresh fork still has the daemon's directory until
+                // PM2's process container changes into `pm_cwd`.
+                _ => seen_online = None,
             }
         } else {
             seen_online = None;

@@ -1,0 +1,65 @@
+# Shared helpers for the bench/ scripts; sourced, not run.
+# shellcheck shell=bash
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RELMAN="$REPO/target/release/relman"
+LOADGEN="$REPO/target/release/loadgen"
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# Builds the release binaries unless BENCH_NO_BUILD=1. `--workspace`: a plain
+# `cargo build --release --bins` at the root builds only relman, not loadgen.
+build_release() {
+  if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
+    say "building release binaries: cargo build --release --workspace --bins"
+    (cd "$REPO" && cargo build --release --workspace --bins --quiet) >&2
+  fi
+  [[ -x "$RELMAN" && -x "$LOADGEN" ]] || die "missing $RELMAN or $LOADGEN; run cargo build --release --workspace --bins"
+}
+
+# Installs the pinned PM2 at the repo root when it is missing.
+ensure_pm2() {
+  if [[ ! -x "$REPO/node_modules/.bin/pm2" ]]; then
+    say "node_modules/.bin/pm2 is missing: npm ci at the repo root"
+    (cd "$REPO" && npm ci --no-audit --no-fund) >&2
+  fi
+  PM2="$REPO/node_modules/.bin/pm2"
+}
+
+# Seconds since the epoch with microseconds, without a fork.
+now() { printf '%s\n' "$EPOCHREALTIME"; }
+# elapsed START END -> seconds, 3 decimals
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
+
+# median N1 N2 ... (any count)
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "nan"; exit }
+    if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+minimum() { printf '%s\n' "$@" | sort -g | head -1; }
+maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
+# ratio A B -> A / B with 2 decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
+
+# A JSON field by a dotted path, read from stdin (node is a prerequisite of the project).
+json_get() {
+  node -e '
+    let text = ""; process.stdin.on("data", (d) => (text += d)).on("end", () => {
+      let v = JSON.parse(text);
+      for (const k of process.argv[1].split(".")) v = v == null ? undefined : v[k];
+      console.log(v === undefined || v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
+    });' "$1"
+}
+
+machine_info() {
+  local cpu
+  cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+  printf -- '- date (end of the run): %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  printf -- '- machine: %s cores (nproc), %s, %s, kernel %s\n' "$(nproc)" "$cpu" \
+    "$(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
+  printf -- '- load average (1/5/15 min) at start: %s, at end: %s\n' "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
