@@ -343,7 +343,7 @@ trow 'relman `total` (its own `durations_ms.total`)' "$(ratio "$(median "${r_tot
 trow '`relman activate ID --json`, wall clock' "$(ratio "$(median "${wall[@]}")" "$m_bare")×" "${wall[@]}"
 mapfile -t t_jlist <"$WORK/results/jlist.txt"
 mapfile -t r_other < <(awk -F'\t' 'NR > 1 && $1 == "relman" { printf "%.3f\n", ($10 - $5 - $6 - $7 - $8 - $9) / 1000 }' "$TIMING")
-trow 'relman, in no step (lock, config, reading PM2 with `pm2 jlist` before the preflight)' "" "${r_other[@]}"
+trow 'relman, in no step (lock, config, starting the PM2 session and reading the app before the preflight)' "" "${r_other[@]}"
 trow 'one `pm2 jlist` (reference: a PM2 CLI round trip)' "" "${t_jlist[@]}"
 echo
 overhead=$(awk -v r="$(median "${r_reload[@]}")" -v b="$m_bare" 'BEGIN { printf "%.0f", (r - b) / b * 100 }')
