@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
@@ -27,9 +29,9 @@ pub struct Manifest {
     pub bytes: u64,
 }
 
-/// Lists the regular files of `dir` that belong in its manifest, with their sizes.
-fn files_of(dir: &Utf8Path, exclude: &[String]) -> Result<Vec<(String, u64)>> {
-    let mut files = Vec::new();
+/// Walks `dir` in order, calling `found` with the relative path of every regular file that
+/// belongs in its manifest; stops early when `found` returns `false`.
+fn walk(dir: &Utf8Path, exclude: &[String], mut found: impl FnMut(String) -> bool) -> Result<()> {
     let walker = walkdir::WalkDir::new(dir)
         .follow_links(false)
         .min_depth(1)
@@ -40,19 +42,8 @@ fn files_of(dir: &Utf8Path, exclude: &[String]) -> Result<Vec<(String, u64)>> {
                 || exclude.iter().any(|e| relative.starts_with(e)))
         });
     for entry in walker {
-        let entry = entry.map_err(|err| {
-            let path = err
-                .path()
-                .and_then(Utf8Path::from_path)
-                .unwrap_or(dir)
-                .to_owned();
-            Error::io(
-                "failed to read",
-                path,
-                err.into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-            )
-        })?;
+        let entry = entry.map_err(|err| crate::fs::copy::walk_error(dir, err))?;
+        // The type comes from the directory entry itself: no `stat` per file on this thread.
         if !entry.file_type().is_file() {
             continue;
         }
@@ -61,31 +52,71 @@ fn files_of(dir: &Utf8Path, exclude: &[String]) -> Result<Vec<(String, u64)>> {
             .to_str()
             .ok_or_else(|| Error::NonUtf8Path(entry.path().display().to_string()))?
             .to_owned();
-        let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        files.push((relative, len));
+        if !found(relative) {
+            break;
+        }
     }
-    Ok(files)
+    Ok(())
 }
 
 /// Hashes every manifest file of `dir` on all cores.
+///
+/// The walk feeds the hashing threads as it goes, so hashing starts with the first file
+/// instead of after a full listing of the tree.
 pub fn compute(dir: &Utf8Path, exclude: &[String]) -> Result<Manifest> {
-    let files = files_of(dir, exclude)?;
-    let digests = crate::parallel::map(
-        &files,
-        || vec![0u8; 256 * 1024],
-        |(relative, _), buffer| hash_file(&dir.join(relative), buffer),
-    )?;
+    let (sender, receiver) = mpsc::sync_channel::<String>(4096);
+    let receiver = Mutex::new(receiver);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = AtomicBool::new(false);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 16));
+    let (walked, hashed) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut buffer = vec![0u8; 256 * 1024];
+                    let mut done = Vec::new();
+                    loop {
+                        let next = receiver.lock().expect("the queue lock").recv();
+                        let Ok(relative) = next else { break };
+                        match hash_file(&dir.join(&relative), &mut buffer) {
+                            Ok((digest, len)) => done.push((relative, digest, len)),
+                            Err(err) => {
+                                failure.lock().expect("the failure lock").get_or_insert(err);
+                                failed.store(true, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        let walked = walk(dir, exclude, |relative| {
+            !failed.load(Ordering::Relaxed) && sender.send(relative).is_ok()
+        });
+        drop(sender);
+        let hashed: Vec<_> = workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a hash worker panicked"))
+            .collect();
+        (walked, hashed)
+    });
+    if let Some(err) = failure.into_inner().expect("the failure lock") {
+        return Err(err);
+    }
+    walked?;
     let mut manifest = Manifest::default();
-    for ((relative, len), digest) in files.into_iter().zip(digests) {
+    for (relative, digest, len) in hashed {
         manifest.bytes += len;
         manifest.files.insert(relative, digest);
     }
     Ok(manifest)
 }
 
-fn hash_file(path: &Utf8Path, buffer: &mut [u8]) -> Result<[u8; 32]> {
+fn hash_file(path: &Utf8Path, buffer: &mut [u8]) -> Result<([u8; 32], u64)> {
     let mut file = File::open(path).at("failed to open", path)?;
     let mut hasher = Sha256::new();
+    let mut len = 0u64;
     loop {
         let read = match file.read(buffer) {
             Ok(0) => break,
@@ -94,14 +125,15 @@ fn hash_file(path: &Utf8Path, buffer: &mut [u8]) -> Result<[u8; 32]> {
             Err(err) => return Err(Error::io("failed to read", path, err)),
         };
         hasher.update(&buffer[..read]);
+        len += read as u64;
     }
-    Ok(hasher.finalize().into())
+    Ok((hasher.finalize().into(), len))
 }
 
 /// SHA-256 of one file as lowercase hex.
 pub(crate) fn hash_hex(path: &Utf8Path) -> Result<String> {
     let mut buffer = vec![0u8; 64 * 1024];
-    hash_file(path, &mut buffer).map(|d| hex(&d))
+    hash_file(path, &mut buffer).map(|(digest, _)| hex(&digest))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
