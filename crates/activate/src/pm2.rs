@@ -159,16 +159,9 @@ impl Pm2 {
             .stderr_to_stdout()
             .stdout_capture()
             .unchecked();
-        let output = expression.run().map_err(|err| {
-            if err.kind() == std::io::ErrorKind::NotFound {
-                Error::Pm2(format!(
-                    "PM2 not found (`pm2.bin` = \"{}\"): install it (`npm install -g pm2`) or set `pm2.bin` in relman.toml",
-                    self.bin
-                ))
-            } else {
-                Error::Pm2(format!("failed to run `{} {}`: {err}", self.bin, args.join(" ")))
-            }
-        })?;
+        let output = expression
+            .run()
+            .map_err(|err| self.spawn_error(args, &err))?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
             Ok(text)
@@ -230,6 +223,18 @@ impl Pm2 {
             })
     }
 
+    fn spawn_error(&self, args: &[&str], err: &std::io::Error) -> Error {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            self.not_found()
+        } else {
+            Error::Pm2(format!(
+                "failed to run `{} {}`: {err}",
+                self.bin,
+                args.join(" ")
+            ))
+        }
+    }
+
     fn not_found(&self) -> Error {
         Error::Pm2(format!(
             "PM2 not found (`pm2.bin` = \"{}\"): install it (`npm install -g pm2`) or set `pm2.bin` in relman.toml",
@@ -247,16 +252,7 @@ impl Pm2 {
             .stderr_capture()
             .unchecked()
             .run()
-            .map_err(|err| {
-                if err.kind() == std::io::ErrorKind::NotFound {
-                    Error::Pm2(format!(
-                        "PM2 not found (`pm2.bin` = \"{}\"): install it (`npm install -g pm2`) or set `pm2.bin` in relman.toml",
-                        self.bin
-                    ))
-                } else {
-                    Error::Pm2(format!("failed to run `{} jlist`: {err}", self.bin))
-                }
-            })?;
+            .map_err(|err| self.spawn_error(&["jlist"], &err))?;
         if !output.status.success() {
             return Err(Error::Pm2(format!(
                 "`{} jlist` failed ({}): {}",
