@@ -384,6 +384,19 @@ fn deploys_under_load_without_a_single_failed_request() {
     assert_eq!(status["current"], "c");
     assert_eq!(status["rollback_target"], "b");
     assert_eq!(status["pm2"]["instances"].as_array().unwrap().len(), 2);
+    for instance in status["pm2"]["instances"].as_array().unwrap() {
+        assert_eq!(instance["status"], "online");
+        assert_eq!(instance["release"], "c");
+        assert!(
+            instance["cwd"].as_str().unwrap().ends_with("/releases/c"),
+            "{instance}"
+        );
+    }
+    // A host set up the way the guide says passes every doctor check.
+    let checks = deploy.relman(&["doctor", "--json"]).json(0);
+    for check in checks.as_array().unwrap() {
+        assert_eq!(check["level"], "OK", "{check}");
+    }
 
     let stats = load.stop();
     eprintln!("load: {stats:?}");
@@ -442,12 +455,79 @@ fn refuses_to_flip_when_pm2_cannot_roll_safely() {
     let err =
         String::from_utf8_lossy(&deploy.relman(&["activate", "b"]).code(1).stderr).into_owned();
     assert!(err.contains("fork_mode"), "{err}");
+    let checks = deploy.relman(&["doctor", "--json"]).json(1);
+    let level = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["level"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(level("cluster"), "FAIL", "{checks}");
+    assert_eq!(level("cwd"), "OK", "{checks}");
+    assert_eq!(
+        level("kill_timeout"),
+        "WARN",
+        "PM2's default 1600 ms: {checks}"
+    );
+
+    assert_eq!(
+        deploy.history().len(),
+        1,
+        "refusals before the flip leave no history"
+    );
+
+    // A cluster started from a resolved release path keeps serving that release on every
+    // reload: doctor says so, and an activation is caught at its first worker.
+    assert!(
+        deploy
+            .pm2
+            .cmd(&["delete", "relman-e2e-fork"])
+            .status
+            .success()
+    );
+    let resolved = deploy.root.join("releases/a");
+    let ecosystem = deploy.root.join("resolved.config.js");
+    std::fs::write(
+        &ecosystem,
+        format!(
+            "module.exports = {{ apps: [{{ name: 'relman-e2e-fork', script: 'server.js', cwd: '{}', instances: 2, exec_mode: 'cluster', kill_timeout: 10000, env: {{ PORT: '{}' }} }}] }};\n",
+            resolved.display(),
+            deploy.port
+        ),
+    )
+    .unwrap();
+    assert!(
+        deploy
+            .pm2
+            .cmd(&["start", ecosystem.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let checks = deploy.relman(&["doctor", "--json"]).json(1);
+    let cwd = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "cwd")
+        .unwrap();
+    assert_eq!(cwd["level"], "FAIL", "{checks}");
+    let report = deploy
+        .relman(&["activate", "b", "--json", "--no-probe"])
+        .json(3);
+    assert!(
+        report["reason"].as_str().unwrap().contains("not in b"),
+        "{report}"
+    );
+    assert_eq!(report["rolled_back_to"], "a");
     assert_eq!(deploy.current(), "releases/a");
     let history = deploy.history();
     assert_eq!(
         history.len(),
-        1,
-        "refusals before the flip leave no history: {history:?}"
+        3,
+        "the first activation and the caught one: {history:?}"
     );
 
     // PM2 itself missing.
