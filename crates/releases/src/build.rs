@@ -579,8 +579,3 @@ impl Builder<'_> {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
-
-/// The seal's path, for tests and tools.
-pub fn seal_path(release_dir: &Utf8Path) -> Utf8PathBuf {
-    release_dir.join(META_DIR).join(SEAL_FILE)
-}

@@ -31,10 +31,10 @@ mod root;
 mod run;
 pub mod store;
 
-pub use build::{BuildEvent, BuildReport, BuildRequest, SourceSpec, build, seal_path};
+pub use build::{BuildEvent, BuildReport, BuildRequest, SourceSpec, build};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use fs::lock::{BuildLock, RootLock};
+pub use fs::lock::RootLock;
 pub use id::ReleaseId;
 pub use prune::{Protected, PruneReport, prune};
 pub use record::{Seal, Source};

@@ -10,7 +10,7 @@ use std::io::{Read, Seek, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -84,9 +84,8 @@ fn read_holder(file: &mut File) -> String {
 
 /// The lock a build holds on its own release for as long as it runs.
 #[derive(Debug)]
-pub struct BuildLock {
+pub(crate) struct BuildLock {
     _file: File,
-    path: Utf8PathBuf,
 }
 
 impl BuildLock {
@@ -103,15 +102,7 @@ impl BuildLock {
             }
             TryLockError::Error(err) => Error::io("failed to lock", path, err),
         })?;
-        Ok(BuildLock {
-            _file: file,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Utf8Path {
-        &self.path
+        Ok(BuildLock { _file: file })
     }
 }
 
@@ -133,6 +124,7 @@ pub(crate) fn is_locked(path: &Utf8Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use camino::Utf8PathBuf;
 
     #[test]
     fn second_root_lock_names_the_holder_and_times_out() {
