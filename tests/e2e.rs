@@ -523,10 +523,43 @@ fn refuses_to_flip_when_pm2_cannot_roll_safely() {
     );
     assert_eq!(report["rolled_back_to"], "a");
     assert_eq!(deploy.current(), "releases/a");
+
+    // Started from a directory outside every release: caught too, after a short grace; and
+    // since no worker can be proven in any release, not even the way back, that is exit 4.
+    assert!(
+        deploy
+            .pm2
+            .cmd(&["delete", "relman-e2e-fork"])
+            .status
+            .success()
+    );
+    let elsewhere = deploy.root.parent().unwrap().join("elsewhere");
+    copy_dir(&Path::new(REPO).join("fixtures/node-app"), &elsewhere);
+    let text = std::fs::read_to_string(&ecosystem).unwrap();
+    std::fs::write(
+        &ecosystem,
+        text.replace(resolved.to_str().unwrap(), elsewhere.to_str().unwrap()),
+    )
+    .unwrap();
+    assert!(
+        deploy
+            .pm2
+            .cmd(&["start", ecosystem.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let report = deploy
+        .relman(&["activate", "b", "--json", "--no-probe"])
+        .json(4);
+    assert!(
+        report["reason"].as_str().unwrap().contains("elsewhere"),
+        "{report}"
+    );
+    assert_eq!(deploy.current(), "releases/a");
     let history = deploy.history();
     assert_eq!(
         history.len(),
-        3,
+        5,
         "the first activation and the caught one: {history:?}"
     );
 

@@ -601,6 +601,7 @@ fn prove(
 ) -> Result<(u32, Vec<Instance>), String> {
     let deadline = Instant::now() + plan.timeout;
     let mut seen_online: Option<u32> = None;
+    let mut outside: Option<(u32, Instant)> = None;
     loop {
         let instances = plan.list()?;
         let Some(now) = instances.iter().find(|i| i.pm_id == before.pm_id) else {
@@ -647,8 +648,27 @@ fn prove(
                     ));
                 }
                 // Not in any release yet: a fresh fork still has the daemon's directory until
-                // PM2's process container changes into `pm_cwd`.
-                _ => seen_online = None,
+                // PM2's process container changes into `pm_cwd`, within milliseconds. A worker
+                // that stays outside is started somewhere else entirely.
+                Some(cwd) => {
+                    seen_online = None;
+                    match outside {
+                        Some((pid, since))
+                            if pid == now.pid && since.elapsed() >= OUTSIDE_GRACE =>
+                        {
+                            return Err(format!(
+                                "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
+                                now.pm_id,
+                                now.pid,
+                                cwd.display(),
+                                now.pm_cwd.as_deref().unwrap_or("?")
+                            ));
+                        }
+                        Some((pid, _)) if pid == now.pid => {}
+                        _ => outside = Some((now.pid, Instant::now())),
+                    }
+                }
+                None => seen_online = None,
             }
         } else {
             seen_online = None;
@@ -666,6 +686,10 @@ fn prove(
         std::thread::sleep(pm2::POLL);
     }
 }
+
+/// How long a new worker may stay outside every release before that counts as its real
+/// directory (PM2 changes into `pm_cwd` within milliseconds of the fork).
+const OUTSIDE_GRACE: Duration = Duration::from_secs(2);
 
 /// Reads `relman.toml` and checks its URLs the way the probe will use them, so a bad URL is
 /// a configuration error (exit 2) before anything runs, not a failed activation.
