@@ -285,13 +285,24 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
 /// One line: the key's line in the file and toml's own message.
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message().trim().replace('\n', " ");
-    match err.span() {
-        Some(span) => {
-            let line_number = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            let line = text.lines().nth(line_number - 1).unwrap_or("").trim();
-            format!("line {line_number} (`{line}`): {message}")
+    let Some(span) = err.span() else {
+        return message;
+    };
+    let line_number = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(line_number - 1).map_or("", |l| l.trim());
+    // The dotted key: the nearest `[table]` above the line, and the key before its `=`.
+    let table = lines[..line_number.saturating_sub(1).min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match (table, line.split_once('=')) {
+        (Some(table), Some((key, _))) => {
+            format!("`{table}.{}` (line {line_number}): {message}", key.trim())
         }
-        None => message,
+        _ => format!("line {line_number} (`{line}`): {message}"),
     }
 }
 
@@ -374,9 +385,12 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_names_the_line() {
+    fn wrong_type_names_the_key() {
         let err = parse("[build]\ntimeout_secs = \"ten\"\n").unwrap_err();
-        assert!(err.to_string().contains("timeout_secs"), "{err}");
+        assert!(
+            err.to_string().contains("`build.timeout_secs` (line 2)"),
+            "{err}"
+        );
         let err = parse("[retention]\nkeep = -1\n").unwrap_err();
         assert!(err.to_string().contains("keep"), "{err}");
     }
