@@ -533,9 +533,17 @@ fn bad_urls_are_configuration_errors_before_anything_runs() {
             format!("[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n{config}"),
         )
         .unwrap();
-        let out = root.relman(&["activate", "a"]);
-        assert_eq!(code(&out), 2, "{config}: {}", stderr(&out));
-        assert!(stderr(&out).contains(key), "{config}: {}", stderr(&out));
+        // Every command that reads the config refuses it, not only the ones that probe.
+        for args in [
+            &["activate", "a"][..],
+            &["status"],
+            &["prune", "--dry-run"],
+            &["probe"],
+        ] {
+            let out = root.relman(args);
+            assert_eq!(code(&out), 2, "{args:?} {config}: {}", stderr(&out));
+            assert!(stderr(&out).contains(key), "{config}: {}", stderr(&out));
+        }
         assert_eq!(root.current(), None);
         assert!(root.history().is_empty());
     }

@@ -50,11 +50,7 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
             fix,
         });
     };
-    let config = match root
-        .require_initialised()
-        .map_err(crate::Error::from)
-        .and_then(|()| crate::roll::load_config(root))
-    {
+    let config = match root.require_initialised().and_then(|()| root.config()) {
         Ok(config) => {
             push("config", Level::Ok, "relman.toml is valid".into(), None);
             config

@@ -126,7 +126,7 @@ pub fn activate(
 ) -> Result<ActivateReport> {
     let started = Instant::now();
     root.require_initialised()?;
-    let config = load_config(root)?;
+    let config = root.config()?;
     let action = match goal {
         Goal::Activate(_) => Action::Activate,
         Goal::Rollback(_) => Action::Rollback,
@@ -690,34 +690,6 @@ fn prove(
 /// How long a new worker may stay outside every release before that counts as its real
 /// directory (PM2 changes into `pm_cwd` within milliseconds of the fork).
 const OUTSIDE_GRACE: Duration = Duration::from_secs(2);
-
-/// Reads `relman.toml` and checks its URLs the way the probe will use them, so a bad URL is
-/// a configuration error (exit 2) before anything runs, not a failed activation.
-pub(crate) fn load_config(root: &DeployRoot) -> Result<Config> {
-    let config = root.config()?;
-    let bad = |key: &str, err: &dyn std::fmt::Display| {
-        Error::Releases(relman_releases::Error::Config {
-            path: root.path().join(relman_releases::config::CONFIG_FILE),
-            message: format!("`{key}`: {err}"),
-        })
-    };
-    let verify_url = &config.verify.url;
-    if !verify_url.is_empty() {
-        relman_verify::validate_url(verify_url).map_err(|e| bad("verify.url", &e))?;
-    }
-    let preflight_url = &config.preflight.url;
-    if !preflight_url.is_empty() {
-        if !preflight_url.contains("{port}") {
-            return Err(bad(
-                "preflight.url",
-                &"must contain `{port}`, the spare port the preflight runs on (without it the probe would reach the live app)",
-            ));
-        }
-        relman_verify::validate_url(&preflight_url.replace("{port}", "1"))
-            .map_err(|e| bad("preflight.url", &e))?;
-    }
-    Ok(config)
-}
 
 /// The probe as the config describes it, `{release}` filled in.
 pub fn probe_spec(config: &Config, id: &ReleaseId) -> relman_verify::ProbeSpec {

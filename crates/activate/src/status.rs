@@ -117,7 +117,7 @@ pub struct ProbeOutcome {
 /// Runs the configured HTTP probe against what is live, `{release}` standing for `current`.
 pub fn probe(root: &DeployRoot) -> Result<ProbeOutcome> {
     root.require_initialised()?;
-    let config = crate::roll::load_config(root)?;
+    let config = root.config()?;
     if config.verify.url.is_empty() {
         return Err(crate::Error::Releases(relman_releases::Error::Usage(
             "`verify.url` is not set in relman.toml: set it to the app's health URL, e.g. \"http://127.0.0.1:3000/api/health\"".into(),

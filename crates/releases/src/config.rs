@@ -226,15 +226,19 @@ impl Config {
                 self.verify.status
             ));
         }
-        for (key, url) in [
-            ("verify.url", &self.verify.url),
-            ("preflight.url", &self.preflight.url),
-        ] {
-            if !url.is_empty() && !url.starts_with("http://") {
-                return Err(format!(
-                    "`{key}` must be a plain http:// URL on this host, not \"{url}\""
-                ));
+        // The URLs are checked the way the probe will use them, so a bad one is a config error
+        // for every command, not a failed activation later.
+        if !self.verify.url.is_empty() {
+            relman_verify::validate_url(&self.verify.url)
+                .map_err(|e| format!("`verify.url`: {e}"))?;
+        }
+        let preflight_url = &self.preflight.url;
+        if !preflight_url.is_empty() {
+            if !preflight_url.contains("{port}") {
+                return Err("`preflight.url` must contain `{port}`, the spare port the preflight runs on (without it the preflight would probe the live app)".into());
             }
+            relman_verify::validate_url(&preflight_url.replace("{port}", "1"))
+                .map_err(|e| format!("`preflight.url`: {e}"))?;
         }
         if self.preflight.command.is_empty() != self.preflight.url.is_empty() {
             return Err(
@@ -402,6 +406,14 @@ mod tests {
             ("[shared]\npaths = [\"../up\"]", "shared.paths"),
             ("[retention]\nkeep = 0", "retention.keep"),
             ("[verify]\nurl = \"https://x\"", "verify.url"),
+            (
+                "[verify]\nurl = \"http://127.0.0.1:3000/{release}\"",
+                "verify.url",
+            ),
+            (
+                "[preflight]\ncommand = \"node s.js\"\nurl = \"http://127.0.0.1:3000/\"",
+                "preflight.url",
+            ),
             ("[verify]\nstatus = 42", "verify.status"),
             ("[preflight]\ncommand = \"node server.js\"", "preflight"),
             ("[build]\ntimeout_secs = 0", "build.timeout_secs"),
