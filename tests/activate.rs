@@ -548,3 +548,145 @@ fn bad_urls_are_configuration_errors_before_anything_runs() {
         assert!(root.history().is_empty());
     }
 }
+
+/// Runs relman with failpoints armed; it must die by SIGKILL at the point.
+fn killed_at(root: &Root, failpoint: &str, args: &[&str]) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(args)
+        .arg("--root")
+        .arg(&root.path)
+        .env("RELMAN_FAILPOINTS", failpoint)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{failpoint}: relman {args:?} was expected to die there: {out:?}"
+    );
+}
+
+/// `current` is a symlink to a sealed release, and the read-only commands work.
+fn assert_consistent(root: &Root, failpoint: &str) {
+    let target = root.current().expect("`current` survives");
+    assert!(
+        root.path
+            .join(&target)
+            .join(".relman/release.json")
+            .is_file(),
+        "{failpoint}: `current` -> {target} is not sealed"
+    );
+    for args in [
+        ["list", "--json"],
+        ["history", "--json"],
+        ["status", "--json"],
+    ] {
+        let out = root.relman(&args);
+        assert_eq!(code(&out), 0, "{failpoint}: {args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn every_failpoint_leaves_a_state_relman_reads_and_recovers_from() {
+    let (root, _app) = root_with_app(&["a", "b"]);
+    root.build("a");
+    root.build("b");
+    root.build("bad");
+    assert_eq!(code(&root.relman(&["activate", "a"])), 0);
+    let mut exercised = vec!["activate-after-worker"]; // needs PM2: tests/e2e.rs
+
+    for failpoint in [
+        "activate-after-lock",
+        "activate-after-preflight",
+        "activate-after-flip",
+        "activate-after-roll",
+        "activate-before-history",
+    ] {
+        killed_at(&root, failpoint, &["activate", "b"]);
+        assert_consistent(&root, failpoint);
+        let out = root.relman(&["activate", "a"]);
+        assert_eq!(code(&out), 0, "{failpoint}: recovery: {}", stderr(&out));
+        exercised.push(failpoint);
+    }
+    // Killed on the way back: `current` is already back on the good release.
+    killed_at(&root, "activate-after-flip-back", &["activate", "bad"]);
+    assert_eq!(root.current().as_deref(), Some("releases/a"));
+    assert_consistent(&root, "activate-after-flip-back");
+    exercised.push("activate-after-flip-back");
+
+    let source = root.path.parent().unwrap().join("src-a");
+    for failpoint in [
+        "build-after-claim",
+        "build-after-copy",
+        "build-after-install",
+        "build-after-build",
+        "build-after-manifest",
+        "build-after-seal",
+    ] {
+        let id = failpoint.trim_start_matches("build-after-");
+        killed_at(
+            &root,
+            failpoint,
+            &["build", "--source", source.to_str().unwrap(), "--id", id],
+        );
+        assert_consistent(&root, failpoint);
+        let list: Value = serde_json::from_slice(&root.relman(&["list", "--json"]).stdout).unwrap();
+        let state = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["state"]
+            .clone();
+        let expected = if failpoint == "build-after-seal" {
+            "sealed"
+        } else {
+            "failed"
+        };
+        assert_eq!(state, expected, "{failpoint}");
+        if expected == "sealed" {
+            assert_eq!(
+                code(&root.relman(&["verify", id])),
+                0,
+                "a sealed release verifies"
+            );
+        }
+        exercised.push(failpoint);
+    }
+
+    // Killed between moving a release to the trash and deleting it: it is gone from
+    // `releases/`, and the next prune empties the trash.
+    killed_at(&root, "prune-after-trash", &["prune", "--keep", "1"]);
+    assert_consistent(&root, "prune-after-trash");
+    assert!(
+        root.path
+            .join(".relman/trash")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    assert_eq!(code(&root.relman(&["prune", "--keep", "1"])), 0);
+    assert!(
+        root.path
+            .join(".relman/trash")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let list: Value = serde_json::from_slice(&root.relman(&["list", "--json"]).stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["state"] == "sealed"),
+        "{list}"
+    );
+    exercised.push("prune-after-trash");
+
+    exercised.sort_unstable();
+    let mut all = relman_releases::failpoint::ALL.to_vec();
+    all.sort_unstable();
+    assert_eq!(exercised, all, "every failpoint is exercised");
+}

@@ -674,4 +674,29 @@ fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
         (history[0]["to"].as_str(), history[0]["result"].as_str()),
         (Some("b"), Some("ok"))
     );
+
+    // `kill -9` mid-roll (after the first worker moved): `current` is on the new release, the
+    // workers are split, nothing is recorded; activating again brings every worker over.
+    let out = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(["activate", "a", "--root"])
+        .arg(&deploy.root)
+        .env("PM2_HOME", &deploy.pm2.home)
+        .env("RELMAN_FAILPOINTS", "activate-after-worker")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL)
+    );
+    assert_eq!(deploy.current(), "releases/a");
+    let status = deploy.relman(&["status", "--json"]).json(0);
+    let releases: Vec<_> = status["pm2"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["release"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(releases, ["a", "b"], "split between the two: {status}");
+    deploy.relman(&["activate", "a"]).success();
+    deploy.assert_live("a");
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use camino::Utf8PathBuf;
 use chrono::Utc;
 use relman_releases::history::{self, Action, HistoryEntry, Outcome};
-use relman_releases::{Config, DeployRoot, ReleaseId, store};
+use relman_releases::{Config, DeployRoot, ReleaseId, failpoint, store};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -137,6 +137,7 @@ pub fn activate(
     };
     let _lock =
         root.lock_or_cancel(&label, cancel, &mut |holder| events(Event::Waiting(holder)))?;
+    failpoint::hit("activate-after-lock");
 
     let to = match goal {
         Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),
@@ -220,7 +221,9 @@ pub fn activate(
         }
     }
 
+    failpoint::hit("activate-after-preflight");
     run.step("flip", |run| flip(run.root, &to))?;
+    failpoint::hit("activate-after-flip");
 
     let failure = match &plan {
         Some(plan) => run
@@ -236,6 +239,7 @@ pub fn activate(
         }
     });
 
+    failpoint::hit("activate-after-roll");
     let Some(why) = failure else {
         let report = finish(run, Outcome::Ok, None, None, Some(to.clone()), true);
         record(root, &report, action)?;
@@ -261,6 +265,7 @@ pub fn activate(
     run.say(format!("{why}; rolling back to {previous}"));
     let back: Result<(), String> = run.step("rollback", |run| {
         flip(run.root, &previous).map_err(|e| e.to_string())?;
+        failpoint::hit("activate-after-flip-back");
         if let Some(plan) = &plan {
             let touched: Vec<Instance> = plan
                 .instances
@@ -317,6 +322,7 @@ fn flip(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
 
 /// Appends the history entries of a finished activation.
 fn record(root: &DeployRoot, report: &ActivateReport, action: Action) -> Result<()> {
+    failpoint::hit("activate-before-history");
     let now = Utc::now();
     history::append(
         root,
@@ -567,6 +573,7 @@ impl Run<'_> {
             });
             let (new_pid, latest) = proven?;
             snapshot = latest;
+            failpoint::hit("activate-after-worker");
             self.say(format!(
                 "worker {} (pid {new_pid}) runs {id} ({} ms)",
                 before.pm_id,

@@ -115,6 +115,7 @@ pub fn build(
     let (id, _build_lock) = claim(root, request.id.as_ref(), created_at, cancel, events)?;
     let dir = root.release_dir(&id);
     events(BuildEvent::Claimed(&id, &dir));
+    crate::failpoint::hit("build-after-claim");
 
     let log_path = dir.join(META_DIR).join(LOG_FILE);
     let mut log = LogSink::new(crate::fs::open_append(&log_path)?);
@@ -297,6 +298,7 @@ impl Builder<'_> {
         created_at: chrono::DateTime<Utc>,
     ) -> Result<BuildReport> {
         let (record_source, revision) = self.timed("copy", |b| b.fill(source))?;
+        crate::failpoint::hit("build-after-copy");
         self.timed("link", |b| b.link_shared())?;
 
         let lockfile_hash = LOCKFILES
@@ -317,10 +319,13 @@ impl Builder<'_> {
             let install = self.config.build.install.clone();
             self.timed("install", |b| b.shell("install", &install))?;
         }
+        crate::failpoint::hit("build-after-install");
         let command = self.config.build.command.clone();
         self.timed("build", |b| b.shell("build", &command))?;
+        crate::failpoint::hit("build-after-build");
         self.timed("check", |b| b.check_expected())?;
         let (manifest, bytes) = self.timed("manifest", |b| b.write_manifest())?;
+        crate::failpoint::hit("build-after-manifest");
 
         let durations = self.durations.clone();
         let seal = Seal {
@@ -338,6 +343,7 @@ impl Builder<'_> {
             bytes,
         };
         self.timed("seal", |b| b.seal(&seal))?;
+        crate::failpoint::hit("build-after-seal");
         Ok(BuildReport {
             id: self.id.clone(),
             state: State::Sealed,

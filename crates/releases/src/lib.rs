@@ -20,6 +20,7 @@
 mod build;
 pub mod config;
 mod error;
+pub mod failpoint;
 pub mod fs;
 pub mod history;
 mod id;

@@ -119,6 +119,7 @@ fn delete(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
     crate::fs::create_dir_all(&trash)?;
     let target = trash.join(format!("{id}.{:08x}", crate::fs::random_u32()));
     crate::fs::rename(&root.release_dir(id), &target)?;
+    crate::failpoint::hit("prune-after-trash");
     crate::fs::remove_any(&target)
 }
 
