@@ -5,7 +5,13 @@ use clap::{Args, Parser, Subcommand};
 
 /// Zero-downtime releases for a Node.js app served by PM2.
 #[derive(Debug, Parser)]
-#[command(name = "relman", version, about, propagate_version = true)]
+#[command(
+    name = "relman",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "Exit codes: 0 done; 1 failed, nothing live changed; 2 usage or config error, nothing changed;\n3 the new release failed its checks and the previous one is live and healthy;\n4 could not get back to a healthy state: a person must look (the message says what is live).\n\nGuide: docs/guide.md"
+)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
