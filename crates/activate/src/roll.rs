@@ -504,6 +504,12 @@ impl Run<'_> {
             body_contains: body_contains(self.config, id),
             try_timeout: Duration::from_millis(verify.timeout_ms),
             interval: Duration::from_millis(200),
+            // Once it answers, the probe's own patience: `attempts` tries `interval_ms` apart.
+            answered_grace: Duration::from_millis(
+                verify
+                    .interval_ms
+                    .saturating_mul(u64::from(verify.attempts)),
+            ),
         };
         self.say(format!("preflight: `{}`", preflight.command));
         relman_verify::preflight_cancellable(&spec, cancel)

@@ -143,6 +143,21 @@ pub enum Error {
         /// The last lines the command printed (stdout and stderr together).
         output: Vec<String>,
     },
+    /// The release answered HTTP but kept failing the checks for the whole grace period.
+    #[error(
+        "preflight `{url}` answered but kept failing for {after_ms} ms, last try: {last}{tail}",
+        tail = output_tail(.output)
+    )]
+    PreflightFailing {
+        /// The URL polled, `{port}` replaced.
+        url: String,
+        /// How long it kept failing after its first answer.
+        after_ms: u128,
+        /// What the last try saw.
+        last: Failure,
+        /// The last lines the command printed (stdout and stderr together).
+        output: Vec<String>,
+    },
     /// The preflight URL did not pass before the preflight timeout.
     #[error(
         "preflight `{url}` did not pass within {timeout_ms} ms, last try: {last}{tail}",

@@ -49,6 +49,10 @@ pub struct PreflightSpec {
     pub try_timeout: Duration,
     /// The pause after a failed try.
     pub interval: Duration,
+    /// How long the release may keep failing the checks once it answers HTTP at all. Booting
+    /// (connection refused) is bounded by `timeout` alone; an app that answers `500` for this
+    /// long is broken, and waiting out the whole `timeout` would only delay saying so.
+    pub answered_grace: Duration,
 }
 
 /// What a passing [`preflight`] saw.
@@ -141,6 +145,7 @@ pub fn preflight_cancellable(
         timeout: spec.try_timeout,
     };
     let mut last: Option<Failure> = None;
+    let mut first_answer: Option<Instant> = None;
     let outcome = loop {
         // Checked before the try: a try that fails because the command just died should
         // be reported as the exit, which is the real cause.
@@ -165,6 +170,15 @@ pub fn preflight_cancellable(
         if cancel.load(Ordering::SeqCst) {
             break Err(Stop::Cancelled);
         }
+        if matches!(
+            failure,
+            Failure::Status { .. } | Failure::BodyMismatch { .. }
+        ) {
+            let since = *first_answer.get_or_insert_with(Instant::now);
+            if since.elapsed() >= spec.answered_grace {
+                break Err(Stop::Failing(failure, since.elapsed()));
+            }
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             break Err(Stop::TimedOut(failure));
@@ -187,6 +201,12 @@ pub fn preflight_cancellable(
             output,
         }),
         (Err(Stop::Cancelled), _) => Err(Error::Cancelled),
+        (Err(Stop::Failing(last, after)), _) => Err(Error::PreflightFailing {
+            url,
+            after_ms: after.as_millis(),
+            last,
+            output,
+        }),
         (Err(Stop::TimedOut(last)), _) => Err(Error::PreflightTimedOut {
             url,
             timeout_ms: spec.timeout.as_millis(),
@@ -199,6 +219,7 @@ pub fn preflight_cancellable(
 enum Stop {
     Exited(Failure),
     TimedOut(Failure),
+    Failing(Failure, Duration),
     Cancelled,
 }
 
@@ -502,6 +523,7 @@ mod tests {
             status: 200,
             body_contains: None,
             try_timeout: Duration::from_millis(500),
+            answered_grace: Duration::from_secs(60),
             interval: Duration::from_millis(50),
         }
     }
@@ -643,6 +665,33 @@ mod tests {
             message.contains("within 1000 ms, last try: status 500, expected 200"),
             "{message}"
         );
+        assert!(
+            is_gone(read_pid(&dir, "server")),
+            "the server outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_release_that_answers_but_keeps_failing_is_given_up_on_after_the_grace() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_server(&dir, "server", 500, "");
+        let mut spec = spec(&dir, "node server.js");
+        spec.timeout = Duration::from_secs(30);
+        spec.answered_grace = Duration::from_millis(500);
+        let started = Instant::now();
+        let error = preflight(&spec).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let message = error.to_string();
+        assert!(matches!(error, Error::PreflightFailing { .. }), "{message}");
+        assert!(message.contains("kept failing for"), "{message}");
+        assert!(message.contains("status 500, expected 200"), "{message}");
         assert!(
             is_gone(read_pid(&dir, "server")),
             "the server outlived its preflight"
