@@ -700,3 +700,86 @@ fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
     deploy.relman(&["activate", "a"]).success();
     deploy.assert_live("a");
 }
+
+#[test]
+fn a_real_nextjs_app_deploys_under_load_without_a_failed_request() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-next");
+    // The defaults: `npm ci`, `npm run build`, expect `.next/BUILD_ID`, node_modules reused.
+    std::fs::write(
+        deploy.root.join("relman.toml"),
+        format!(
+            r#"[build]
+env = {{ NEXT_TELEMETRY_DISABLED = "1" }}
+
+[pm2]
+app = "{app}"
+bin = "{bin}"
+timeout_secs = 60
+
+[preflight]
+command = "node server.js"
+url = "http://127.0.0.1:{{port}}/api/health"
+timeout_secs = 60
+
+[verify]
+url = "http://127.0.0.1:{port}/api/health"
+body_contains = "\"release\":\"{{release}}\""
+attempts = 20
+interval_ms = 300
+"#,
+            app = deploy.app,
+            bin = deploy.pm2.bin.display(),
+            port = deploy.port
+        ),
+    )
+    .unwrap();
+    let source = deploy.root.parent().unwrap().join("next-src");
+    copy_dir(&Path::new(REPO).join("fixtures/next-app"), &source);
+    let source = source.to_str().unwrap();
+    let first = deploy
+        .relman(&["build", "--source", source, "--id", "a", "--json"])
+        .json(0);
+    assert_eq!(first["reused_node_modules"], false, "{first}");
+    assert!(deploy.root.join("releases/a/.next/BUILD_ID").is_file());
+    let second = deploy
+        .relman(&["build", "--source", source, "--id", "b", "--json"])
+        .json(0);
+    assert_eq!(second["reused_node_modules"], true, "{second}");
+    eprintln!(
+        "next builds: {} / {} (node_modules reused)",
+        first["durations_ms"], second["durations_ms"]
+    );
+
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    deploy.start_app();
+    deploy.assert_live("a");
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 1,
+        slow_ms: 800,
+        max_duration: Duration::from_secs(600),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for id in ["b", "a", "b"] {
+        let report = deploy.relman(&["activate", id, "--json"]).json(0);
+        assert_eq!(report["result"], "ok", "{report}");
+        deploy.assert_live(id);
+    }
+    let stats = load.stop();
+    eprintln!("next load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 200,
+        "too little load to prove anything: {stats:?}"
+    );
+    for id in ["a", "b"] {
+        deploy.relman(&["verify", id]).success();
+    }
+}
