@@ -70,6 +70,12 @@ fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
+/// The exit code is `expected` and stderr says `text`.
+fn expect_exit(out: &Output, expected: i32, text: &str) {
+    assert_eq!(code(out), expected, "{}", stderr(out));
+    assert!(stderr(out).contains(text), "{}", stderr(out));
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -237,20 +243,10 @@ fn no_way_back_is_exit_4_and_says_what_is_live() {
     root.build("b");
     // First activation: nothing to go back to.
     let out = root.relman(&["activate", "a"]);
-    assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("`current` points to a"),
-        "{}",
-        stderr(&out)
-    );
+    expect_exit(&out, 4, "`current` points to a");
     // The way back fails its probe too.
     let out = root.relman(&["activate", "b"]);
-    assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("way back to a failed too"),
-        "{}",
-        stderr(&out)
-    );
+    expect_exit(&out, 4, "way back to a failed too");
     assert_eq!(root.current().as_deref(), Some("releases/a"));
 }
 
@@ -306,12 +302,7 @@ fn refusals_change_nothing() {
     root.build("b");
     std::fs::write(root.path.join("releases/b/index.js"), "tampered").unwrap();
     let out = root.relman(&["activate", "b"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("does not match its manifest"),
-        "{}",
-        stderr(&out)
-    );
+    expect_exit(&out, 1, "does not match its manifest");
     assert_eq!(root.current().as_deref(), Some("releases/a"));
     assert_eq!(
         code(&root.relman(&["activate", "b", "--skip-integrity", "--no-probe"])),

@@ -172,6 +172,13 @@ interval_ms = 300
             .success();
     }
 
+    /// The first activation (nothing runs yet, so no reload, no probe), then PM2 starts the app.
+    fn serve_first(&self, id: &str) {
+        self.relman(&["activate", id, "--no-reload", "--no-probe"])
+            .success();
+        self.start_app();
+    }
+
     fn start_app(&self) {
         let ecosystem = self.root.join("ecosystem.config.js");
         std::fs::write(
@@ -286,10 +293,7 @@ fn deploys_under_load_without_a_single_failed_request() {
     ] {
         deploy.build(id, variant);
     }
-    deploy
-        .relman(&["activate", "a", "--no-reload", "--no-probe"])
-        .success();
-    deploy.start_app();
+    deploy.serve_first("a");
     deploy.assert_live("a");
     // Invariant 1: nothing below, the going live and the rolling back included, writes inside
     // a sealed release, live or not.
@@ -584,10 +588,7 @@ fn reloads_through_an_ecosystem_file_with_the_same_proof() {
     deploy.build("a", "healthy");
     deploy.build("b", "healthy");
     deploy.build("worker-crash", "worker-crash");
-    deploy
-        .relman(&["activate", "a", "--no-reload", "--no-probe"])
-        .success();
-    deploy.start_app();
+    deploy.serve_first("a");
     let toml = deploy.root.join("relman.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     let ecosystem = deploy.root.join("ecosystem.config.js");
@@ -633,10 +634,7 @@ fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
     let deploy = Deploy::new(pm2, "relman-e2e-sig");
     deploy.build("a", "healthy");
     deploy.build("b", "healthy");
-    deploy
-        .relman(&["activate", "a", "--no-reload", "--no-probe"])
-        .success();
-    deploy.start_app();
+    deploy.serve_first("a");
 
     // Like a terminal: relman leads its own process group, which receives the signals, and its
     // output goes to pipes whose reading ends are gone (the SSH session dropped).
@@ -751,10 +749,7 @@ interval_ms = 300
         first["durations_ms"], second["durations_ms"]
     );
 
-    deploy
-        .relman(&["activate", "a", "--no-reload", "--no-probe"])
-        .success();
-    deploy.start_app();
+    deploy.serve_first("a");
     deploy.assert_live("a");
 
     let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();

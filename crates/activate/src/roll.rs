@@ -652,13 +652,7 @@ fn prove(
                     seen_online = Some(now.pid);
                 }
                 Some(cwd) if cwd.starts_with(releases) => {
-                    return Err(format!(
-                        "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
-                        now.pm_id,
-                        now.pid,
-                        cwd.display(),
-                        now.pm_cwd.as_deref().unwrap_or("?")
-                    ));
+                    return Err(elsewhere(now, &cwd, id));
                 }
                 // Not in any release yet: a fresh fork still has the daemon's directory until
                 // PM2's process container changes into `pm_cwd`, within milliseconds. A worker
@@ -669,13 +663,7 @@ fn prove(
                         Some((pid, since))
                             if pid == now.pid && since.elapsed() >= OUTSIDE_GRACE =>
                         {
-                            return Err(format!(
-                                "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
-                                now.pm_id,
-                                now.pid,
-                                cwd.display(),
-                                now.pm_cwd.as_deref().unwrap_or("?")
-                            ));
+                            return Err(elsewhere(now, &cwd, id));
                         }
                         Some((pid, _)) if pid == now.pid => {}
                         _ => outside = Some((now.pid, Instant::now())),
@@ -698,6 +686,17 @@ fn prove(
         }
         std::thread::sleep(pm2::POLL);
     }
+}
+
+/// Why a worker running in another directory than the release's cannot be proven.
+fn elsewhere(worker: &Instance, cwd: &Path, id: &ReleaseId) -> String {
+    format!(
+        "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
+        worker.pm_id,
+        worker.pid,
+        cwd.display(),
+        worker.pm_cwd.as_deref().unwrap_or("?")
+    )
 }
 
 /// How long a new worker may stay outside every release before that counts as its real
