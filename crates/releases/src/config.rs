@@ -139,6 +139,9 @@ pub struct VerifyConfig {
     pub attempts: u32,
     pub interval_ms: u64,
     pub timeout_ms: u64,
+    /// Paths of pages users visit, checked before the flip and after the roll. `None` (the
+    /// key absent): a Next.js build's own static pages; `Some([])`: none.
+    pub routes: Option<Vec<String>>,
 }
 
 impl Default for VerifyConfig {
@@ -150,6 +153,7 @@ impl Default for VerifyConfig {
             attempts: 10,
             interval_ms: 1000,
             timeout_ms: 3000,
+            routes: None,
         }
     }
 }
@@ -245,6 +249,18 @@ impl Config {
                 "`preflight.command` and `preflight.url` go together: set both or neither".into(),
             );
         }
+        if let Some(routes) = &self.verify.routes {
+            if routes.len() > MAX_ROUTES {
+                return Err(format!(
+                    "`verify.routes` lists {} paths; at most {MAX_ROUTES} are checked on every deploy",
+                    routes.len()
+                ));
+            }
+            for route in routes {
+                check_route(route)
+                    .map_err(|why| format!("`verify.routes` entry \"{route}\" {why}"))?;
+            }
+        }
         if self.pm2.bin.is_empty() {
             return Err("`pm2.bin` must not be empty (default \"pm2\")".into());
         }
@@ -284,6 +300,24 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
         return Err("must not contain `..` or `.` components");
     }
     Ok(())
+}
+
+/// The most routes `verify.routes` may list (and the most a Next.js build's manifests give).
+pub const MAX_ROUTES: usize = 20;
+
+/// A path to request on the app: `/`, then URL path characters, an optional query.
+fn check_route(route: &str) -> Result<(), String> {
+    if !route.starts_with('/') || route.starts_with("//") {
+        return Err("must be a path starting with one `/`, like \"/pricing\"".into());
+    }
+    if route.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters: percent-encode them".into());
+    }
+    if route.contains('#') {
+        return Err("has a `#fragment`, which is never sent to the server".into());
+    }
+    relman_verify::validate_url(&format!("http://127.0.0.1{route}"))
+        .map_err(|e| format!("is not a valid URL path: {e}"))
 }
 
 /// One line: the key's line in the file and toml's own message.
@@ -353,6 +387,8 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 # attempts = 10
 # interval_ms = 1000
 # timeout_ms = 3000
+# routes = []                  # pages checked before the flip and after the roll, e.g. ["/", "/pricing"];
+#                              # absent: a Next.js build's static pages (at most 20)
 
 [retention]
 # keep = 5
@@ -376,7 +412,12 @@ mod tests {
             assert_eq!(config.pm2.timeout_secs, 120);
             assert_eq!(config.retention.keep, 5);
             assert_eq!(config.verify.attempts, 10);
+            assert_eq!(config.verify.routes, None);
         }
+        let config = parse("[verify]\nroutes = []").unwrap();
+        assert_eq!(config.verify.routes, Some(vec![]));
+        let config = parse("[verify]\nroutes = [\"/\", \"/pricing?plan=pro\"]").unwrap();
+        assert_eq!(config.verify.routes.unwrap().len(), 2);
     }
 
     #[test]
@@ -417,6 +458,10 @@ mod tests {
             ("[verify]\nstatus = 42", "verify.status"),
             ("[preflight]\ncommand = \"node server.js\"", "preflight"),
             ("[build]\ntimeout_secs = 0", "build.timeout_secs"),
+            ("[verify]\nroutes = [\"pricing\"]", "verify.routes"),
+            ("[verify]\nroutes = [\"/a b\"]", "verify.routes"),
+            ("[verify]\nroutes = [\"/a#top\"]", "verify.routes"),
+            ("[verify]\nroutes = [\"//evil.example/\"]", "verify.routes"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");
