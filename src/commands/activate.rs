@@ -1,7 +1,6 @@
 //! `relman activate` and `relman rollback`.
 
-use relman_activate::{ActivateReport, Event, Gates, Goal};
-use relman_releases::history::Outcome;
+use relman_activate::{ActivateReport, Event, Gates, Goal, Outcome};
 
 use crate::cli::{ActivateArgs, GateArgs, GlobalArgs, RollbackArgs};
 use crate::error::CliError;
@@ -48,13 +47,13 @@ fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError
         }
         ui::json(&value);
     } else {
-        ui::data(report.live.as_ref().map_or("-", |id| id.as_str()));
+        ui::data(report.live().map_or("-", |id| id.as_str()));
     }
     if code == 0 {
         ui::say(summary(&report));
     } else {
         // The reason's first line is the error; what follows (a preflight's output) is context.
-        if let Some(context) = report.reason.as_deref().and_then(|r| r.split_once('\n')) {
+        if let Some(context) = report.reason().and_then(|r| r.split_once('\n')) {
             ui::say(context.1);
         }
         ui::say(format!("error: {}", summary(&report)));
@@ -66,25 +65,22 @@ fn summary(report: &ActivateReport) -> String {
     let total = report.durations_ms.get("total").copied().unwrap_or(0);
     let from = report.from.as_ref().map_or("nothing", |id| id.as_str());
     let reason = report
-        .reason
-        .as_deref()
+        .reason()
         .and_then(|r| r.lines().next())
         .unwrap_or("no reason recorded");
-    match (report.result, report.healthy) {
-        (Outcome::Ok, _) => format!("{} is live (was {from}) after {total} ms", report.to),
-        (Outcome::Rejected, _) => format!(
+    match &report.outcome {
+        Outcome::Live => format!("{} is live (was {from}) after {total} ms", report.to),
+        Outcome::Rejected { .. } => format!(
             "{} was rejected before going live, {from} is still live: {reason}",
             report.to
         ),
-        (Outcome::Failed, true) => format!(
-            "{} failed its checks and was rolled back, {} is live again: {reason}",
-            report.to,
-            report.rolled_back_to.as_ref().map_or("-", |id| id.as_str())
+        Outcome::RolledBack { to, .. } => format!(
+            "{} failed its checks and was rolled back, {to} is live again: {reason}",
+            report.to
         ),
-        (Outcome::Failed, false) => format!(
-            "{} failed and relman could not get back to a healthy state; `current` points to {}: {reason}",
-            report.to,
-            report.live.as_ref().map_or("nothing", |id| id.as_str())
+        Outcome::Stuck { live, .. } => format!(
+            "{} failed and relman could not get back to a healthy state; `current` points to {live}: {reason}",
+            report.to
         ),
     }
 }

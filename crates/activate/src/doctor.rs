@@ -149,7 +149,9 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
             ),
             Ok(instances) => {
                 push("app", Level::Ok, format!("PM2 runs \"{app}\""), None);
-                let cluster = instances.iter().all(|i| i.exec_mode == "cluster_mode");
+                let cluster = instances
+                    .iter()
+                    .all(|i| i.exec_mode == crate::pm2::ExecMode::Cluster);
                 if cluster && instances.len() >= 2 {
                     push(
                         "cluster",
@@ -164,7 +166,9 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                         format!(
                             "{} instance(s), exec mode {}: a reload is then a restart and drops requests",
                             instances.len(),
-                            instances.first().map_or("?", |i| i.exec_mode.as_str())
+                            instances
+                                .first()
+                                .map_or("?".to_owned(), |i| i.exec_mode.to_string())
                         ),
                         Some("set `exec_mode: \"cluster\"` and `instances: 2` (or more) in the ecosystem file, then `pm2 delete` and `pm2 start` it".into()),
                     );

@@ -4,20 +4,27 @@
 //! preflight, one `rename(2)` of `current`, a PM2 reload one worker at a time with each worker
 //! proven to run the new release (`/proc/PID/cwd`), the HTTP probe, and an automatic way back
 //! when any of that fails. [`status()`] and [`doctor()`] read the same state without changing
-//! it. PM2 is driven through its command line ([`pm2`]); its exit codes are never trusted, its
-//! `jlist` is.
+//! it. PM2 is driven through a session to its daemon, with its command line behind it
+//! ([`pm2`]); its word that a reload is done is never trusted: every worker is proven from
+//! PM2's list, `/proc` and its own sockets.
 #![deny(missing_docs)]
 // Tests set up their fixtures with plain `std::fs`; the rule is for production code.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+mod daemon;
 mod doctor;
+mod driver;
 mod error;
+mod host;
+mod outcome;
 pub mod pm2;
+mod proof;
 mod roll;
 mod session;
 mod status;
 
 pub use doctor::{Check, Level, doctor};
 pub use error::{Error, Result};
-pub use roll::{ActivateReport, Event, Gates, Goal, WorkerReport, activate, probe_spec};
+pub use outcome::{ActivateReport, Outcome, WorkerReport};
+pub use roll::{Event, Gates, Goal, activate, probe_spec};
 pub use status::{InstanceStatus, Pm2Status, ProbeOutcome, Status, probe, status};

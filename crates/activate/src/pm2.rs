@@ -1,20 +1,101 @@
-//! PM2, driven through its command line: `pm2 jlist` to see, `pm2 reload` to act.
+//! PM2 as relman sees it: [`Instance`]s read from its process list, and the two things relman
+//! asks of it (list, reload) behind [`Pm2Control`], implemented by the command line ([`Pm2`])
+//! and by a session to the daemon (`session.rs`).
 //!
-//! Nothing PM2 prints is trusted blindly: `jlist` output is parsed strictly, and a reload's
-//! exit status proves nothing (it is 0 even when every new worker crashed), so callers read
-//! the instances back and check them.
+//! Nothing PM2 says is trusted blindly: its list is parsed strictly, and a reload's success
+//! proves nothing (it is reported even when every new worker crashed, or never listened and
+//! PM2 gave up waiting at `listen_timeout`), so callers read the instances back and prove them.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
-/// One PM2 instance, as `pm2 jlist` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// PM2's status of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pm2State {
+    /// Running (forked; not necessarily listening yet).
+    #[serde(rename = "online")]
+    Online,
+    /// Being started.
+    #[serde(rename = "launching")]
+    Launching,
+    /// Being stopped.
+    #[serde(rename = "stopping")]
+    Stopping,
+    /// Stopped by an operator.
+    #[serde(rename = "stopped")]
+    Stopped,
+    /// Given up on after too many crashes.
+    #[serde(rename = "errored")]
+    Errored,
+    /// Crashed; PM2 restarts it after a delay.
+    #[serde(rename = "waiting restart")]
+    WaitingRestart,
+    /// Ran once and exited (`autorestart: false`).
+    #[serde(rename = "one-launch-status")]
+    OneLaunch,
+    /// A status this version of relman does not know.
+    #[serde(other, rename = "unknown")]
+    Unknown,
+}
+
+impl Pm2State {
+    /// PM2's own word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pm2State::Online => "online",
+            Pm2State::Launching => "launching",
+            Pm2State::Stopping => "stopping",
+            Pm2State::Stopped => "stopped",
+            Pm2State::Errored => "errored",
+            Pm2State::WaitingRestart => "waiting restart",
+            Pm2State::OneLaunch => "one-launch-status",
+            Pm2State::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Pm2State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How PM2 runs an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecMode {
+    /// Node's cluster module: the daemon holds the port, a reload replaces workers one by one.
+    #[serde(rename = "cluster_mode")]
+    Cluster,
+    /// One plain process: a reload is a restart.
+    #[serde(rename = "fork_mode")]
+    Fork,
+    /// Anything else.
+    #[serde(other, rename = "unknown")]
+    Unknown,
+}
+
+impl std::fmt::Display for ExecMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExecMode::Cluster => "cluster_mode",
+            ExecMode::Fork => "fork_mode",
+            ExecMode::Unknown => "an unknown exec mode",
+        })
+    }
+}
+
+/// PM2's default `listen_timeout` in ms: how long a reload waits for a new worker to listen
+/// (or send `ready`) before it stops the old one anyway.
+pub const DEFAULT_LISTEN_TIMEOUT_MS: u64 = 3000;
+
+/// One PM2 instance, as PM2's process list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
     /// PM2's id of this instance.
     pub pm_id: u64,
@@ -22,21 +103,32 @@ pub struct Instance {
     pub name: String,
     /// The OS pid (0 when not running).
     pub pid: u32,
-    /// `online`, `launching`, `errored`, `stopped`, …
-    pub status: String,
+    /// PM2's status.
+    pub status: Pm2State,
     /// How many times PM2 restarted it.
     pub restarts: u64,
     /// The working directory PM2 starts it in (`pm_cwd`).
     pub pm_cwd: Option<String>,
-    /// `cluster_mode` or `fork_mode`.
-    pub exec_mode: String,
+    /// How PM2 runs it.
+    pub exec_mode: ExecMode,
     /// PM2's `kill_timeout` in ms, if set.
     pub kill_timeout: Option<u64>,
+    /// PM2's `listen_timeout` in ms, if set.
+    pub listen_timeout: Option<u64>,
+    /// Whether PM2 waits for a `ready` message instead of the listen.
+    pub wait_ready: bool,
+}
+
+impl Instance {
+    /// How long PM2 waits for a reloaded worker to listen.
+    pub fn listen_timeout(&self) -> Duration {
+        Duration::from_millis(self.listen_timeout.unwrap_or(DEFAULT_LISTEN_TIMEOUT_MS))
+    }
 }
 
 #[derive(Deserialize)]
 struct RawProcess {
-    pm_id: u64,
+    pm_id: serde_json::Value,
     name: String,
     #[serde(default)]
     pid: Option<u32>,
@@ -45,15 +137,61 @@ struct RawProcess {
 
 #[derive(Deserialize)]
 struct RawEnv {
-    status: String,
+    status: Pm2State,
     #[serde(default)]
     restart_time: Option<u64>,
     #[serde(default)]
     pm_cwd: Option<String>,
     #[serde(default)]
-    exec_mode: Option<String>,
-    #[serde(default)]
+    exec_mode: Option<ExecMode>,
+    #[serde(default, deserialize_with = "lenient_number")]
     kill_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_number")]
+    listen_timeout: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    wait_ready: bool,
+}
+
+/// A number PM2 may hold as a string when it came from its command line (`--listen-timeout`).
+fn lenient_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Bool(b) => b,
+        serde_json::Value::String(s) => s == "true",
+        _ => false,
+    })
+}
+
+/// Turns PM2's process list (as JSON) into instances. Entries whose `pm_id` is not a number
+/// are the outgoing workers of a reload in progress (`_old_3`): they are no instance of the
+/// app and are left out.
+pub(crate) fn parse_processes(value: serde_json::Value) -> Result<Vec<Instance>, String> {
+    let raw: Vec<RawProcess> = serde_json::from_value(value).map_err(|err| err.to_string())?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|p| {
+            let pm_id = p.pm_id.as_u64()?;
+            Some(Instance {
+                pm_id,
+                name: p.name,
+                pid: p.pid.unwrap_or(0),
+                status: p.pm2_env.status,
+                restarts: p.pm2_env.restart_time.unwrap_or(0),
+                pm_cwd: p.pm2_env.pm_cwd,
+                exec_mode: p.pm2_env.exec_mode.unwrap_or(ExecMode::Unknown),
+                kill_timeout: p.pm2_env.kill_timeout,
+                listen_timeout: p.pm2_env.listen_timeout,
+                wait_ready: p.pm2_env.wait_ready,
+            })
+        })
+        .collect())
 }
 
 /// Parses `pm2 jlist` output. PM2 can print notices before the JSON, so parsing starts at the
@@ -69,33 +207,39 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>> {
                 snippet(text)
             ))
         })?;
-    let raw: Vec<RawProcess> = serde_json::from_str(text[start..].trim_end()).map_err(|err| {
+    let value: serde_json::Value =
+        serde_json::from_str(text[start..].trim_end()).map_err(|err| {
+            Error::Pm2(format!(
+                "`pm2 jlist` printed JSON relman cannot read ({err}): {}",
+                snippet(&text[start..])
+            ))
+        })?;
+    parse_processes(value).map_err(|err| {
         Error::Pm2(format!(
             "`pm2 jlist` printed JSON relman cannot read ({err}): {}",
             snippet(&text[start..])
         ))
-    })?;
-    Ok(raw
-        .into_iter()
-        .map(|p| Instance {
-            pm_id: p.pm_id,
-            name: p.name,
-            pid: p.pid.unwrap_or(0),
-            status: p.pm2_env.status,
-            restarts: p.pm2_env.restart_time.unwrap_or(0),
-            pm_cwd: p.pm2_env.pm_cwd,
-            exec_mode: p.pm2_env.exec_mode.unwrap_or_default(),
-            kill_timeout: p.pm2_env.kill_timeout,
-        })
-        .collect())
+    })
 }
 
-fn snippet(text: &str) -> String {
+pub(crate) fn snippet(text: &str) -> String {
     let flat = text.trim().replace('\n', " ");
     match flat.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
     }
+}
+
+/// What relman asks of PM2 during a roll. The command line and the session both answer it;
+/// the worker proof is written against it, and unit-tested with a scripted fake.
+pub(crate) trait Pm2Control {
+    /// Every process PM2 manages.
+    fn list(&mut self) -> Result<Vec<Instance>>;
+    /// `pm2 reload PM_ID --update-env` with `env` added to a clean environment. Returns when
+    /// PM2 says the reload is done, which proves nothing about the new worker.
+    fn reload(&mut self, pm_id: u64, env: &[(&str, &str)]) -> Result<()>;
+    /// `pm2 reload ECOSYSTEM --only APP --update-env`: every instance at once.
+    fn reload_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()>;
 }
 
 /// The variables a reload passes on from relman's environment: what PM2 and Node need to run,
@@ -109,7 +253,7 @@ pub(crate) fn clean_env() -> HashMap<OsString, OsString> {
         .collect()
 }
 
-/// How to run PM2.
+/// PM2's command line.
 #[derive(Debug, Clone)]
 pub struct Pm2 {
     bin: String,
@@ -129,6 +273,13 @@ impl Pm2 {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pm2")))
             .unwrap_or_else(|| PathBuf::from(".pm2"))
+    }
+
+    /// The pid of the daemon of [`Pm2::home`], from its `pm2.pid`, if that process runs.
+    pub fn daemon_pid() -> Option<u32> {
+        let text = std::fs::read_to_string(Pm2::home().join("pm2.pid")).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        relman_sys::proc::info(pid).map(|_| pid)
     }
 
     /// Checks the daemon is up without starting one (any `pm2` command would start a fresh,
@@ -268,25 +419,21 @@ impl Pm2 {
     pub fn instances(&self, app: &str) -> Result<Vec<Instance>> {
         Ok(self.list()?.into_iter().filter(|i| i.name == app).collect())
     }
+}
 
-    /// Reloads one instance with `env` added to PM2's environment (`--update-env`).
-    pub fn reload_instance(&self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
+impl Pm2Control for Pm2 {
+    fn list(&mut self) -> Result<Vec<Instance>> {
+        Pm2::list(self)
+    }
+
+    fn reload(&mut self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
         self.run(&["reload", &pm_id.to_string(), "--update-env"], env)
             .map(drop)
     }
 
-    /// Reloads through an ecosystem file, optionally only one app.
-    pub fn reload_ecosystem(
-        &self,
-        ecosystem: &str,
-        app: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> Result<()> {
-        let mut args = vec!["reload", ecosystem, "--update-env"];
-        if let Some(app) = app {
-            args.extend(["--only", app]);
-        }
-        self.run(&args, env).map(drop)
+    fn reload_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()> {
+        self.run(&["reload", ecosystem, "--update-env", "--only", app], env)
+            .map(drop)
     }
 }
 
@@ -298,32 +445,34 @@ pub(crate) fn own_group(command: &mut std::process::Command) -> std::io::Result<
     Ok(())
 }
 
-/// The resolved working directory of a running process, from `/proc/PID/cwd`.
-pub fn process_cwd(pid: u32) -> Option<PathBuf> {
-    if pid == 0 {
-        return None;
-    }
-    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
-}
-
-/// How often instances are polled while waiting for a worker.
-pub(crate) const POLL: Duration = Duration::from_millis(200);
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = r#"[{"pid":4242,"name":"web","pm_id":0,"monit":{"memory":1,"cpu":0},"pm2_env":{"status":"online","restart_time":3,"pm_cwd":"/srv/web/current","exec_mode":"cluster_mode","kill_timeout":10000,"instances":2}},{"pid":0,"name":"web","pm_id":1,"pm2_env":{"status":"errored","restart_time":16,"pm_cwd":"/srv/web/current","exec_mode":"cluster_mode"}},{"pid":7,"name":"other","pm_id":2,"pm2_env":{"status":"online","exec_mode":"fork_mode"}}]"#;
+    const SAMPLE: &str = r#"[{"pid":4242,"name":"web","pm_id":0,"monit":{"memory":1,"cpu":0},"pm2_env":{"status":"online","restart_time":3,"pm_cwd":"/srv/web/current","exec_mode":"cluster_mode","kill_timeout":10000,"listen_timeout":"8000","instances":2}},{"pid":0,"name":"web","pm_id":1,"pm2_env":{"status":"errored","restart_time":16,"pm_cwd":"/srv/web/current","exec_mode":"cluster_mode","wait_ready":true}},{"pid":7,"name":"other","pm_id":2,"pm2_env":{"status":"waiting restart","exec_mode":"fork_mode"}},{"pid":8,"name":"web","pm_id":"_old_0","pm2_env":{"status":"online","exec_mode":"cluster_mode"}}]"#;
 
     #[test]
     fn parses_jlist() {
         let list = parse_jlist(SAMPLE).unwrap();
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.len(), 3, "the outgoing `_old_0` worker is no instance");
         assert_eq!(list[0].pid, 4242);
         assert_eq!(list[0].pm_cwd.as_deref(), Some("/srv/web/current"));
         assert_eq!(list[0].kill_timeout, Some(10000));
-        assert_eq!(list[1].status, "errored");
-        assert_eq!(list[2].exec_mode, "fork_mode");
+        assert_eq!(list[0].listen_timeout(), Duration::from_millis(8000));
+        assert!(!list[0].wait_ready);
+        assert_eq!(list[1].status, Pm2State::Errored);
+        assert_eq!(list[1].listen_timeout(), Duration::from_millis(3000));
+        assert!(list[1].wait_ready);
+        assert_eq!(list[2].exec_mode, ExecMode::Fork);
+        assert_eq!(list[2].status, Pm2State::WaitingRestart);
+    }
+
+    #[test]
+    fn unknown_states_and_modes_are_kept_apart() {
+        let text = r#"[{"pid":1,"name":"a","pm_id":0,"pm2_env":{"status":"hibernating","exec_mode":"wasm"}}]"#;
+        let list = parse_jlist(text).unwrap();
+        assert_eq!(list[0].status, Pm2State::Unknown);
+        assert_eq!(list[0].exec_mode, ExecMode::Unknown);
     }
 
     #[test]

@@ -1,24 +1,28 @@
 //! `relman activate` and `relman rollback`: the gated go-live of one sealed release.
 //!
-//! The order is the contract's: lock, integrity, preflight, flip `current`, reload PM2 one
-//! worker at a time proving each, probe; on any failure after the flip, flip back and reload
-//! the workers already moved, proving them too. Each step is timed and reported, so the path
-//! can be measured and interrupted at any point without `current` ever dangling.
+//! The order is the contract's: lock, integrity, PM2's setup and the owner of the probed port,
+//! preflight, flip `current`, reload PM2 one worker at a time proving each, probe; on any
+//! failure after the flip, [`way_back`] flips back and reloads the workers already moved,
+//! proving them too. Each step is timed and reported, so the path can be measured and
+//! interrupted at any point without `current` ever dangling.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 use chrono::Utc;
-use relman_releases::history::{self, Action, HistoryEntry, Outcome};
+use relman_releases::history::{self, Action, HistoryEntry, Outcome as Recorded};
 use relman_releases::{Config, DeployRoot, ReleaseId, failpoint, store};
-use serde::Serialize;
 
+use crate::daemon::{self, PortOwner};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::pm2::{self, Instance, Pm2};
+use crate::host::{Clock, Endpoint, Host, Processes};
+use crate::outcome::{ActivateReport, Outcome, WorkerReport};
+use crate::pm2::{ExecMode, Instance, Pm2, Pm2Control, Pm2State};
+use crate::proof::{self, Reloaded, Target, Watch};
 use crate::session::Session;
 
 /// Which checks to run.
@@ -58,58 +62,6 @@ pub enum Event<'a> {
     Waiting(&'a str),
     /// A step begins or ends.
     Step(String),
-}
-
-/// One worker's move.
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerReport {
-    /// PM2's id.
-    pub pm_id: u64,
-    /// The pid before the reload.
-    pub old_pid: u32,
-    /// The proven new pid (0 if it never proved itself).
-    pub new_pid: u32,
-    /// The release it was moved to.
-    pub release: ReleaseId,
-    /// Milliseconds from reload to proof.
-    pub ms: u64,
-}
-
-/// How an activation ended.
-#[derive(Debug, Clone, Serialize)]
-pub struct ActivateReport {
-    /// `activate` or `rollback`.
-    pub action: Action,
-    /// What was live before.
-    pub from: Option<ReleaseId>,
-    /// The release asked for.
-    pub to: ReleaseId,
-    /// `ok`, `rejected` or `failed`.
-    pub result: Outcome,
-    /// Where it went back to after a failure.
-    pub rolled_back_to: Option<ReleaseId>,
-    /// Why it did not end well.
-    pub reason: Option<String>,
-    /// What `current` points to now.
-    pub live: Option<ReleaseId>,
-    /// Whether what is live proved itself; `false` means a person must look.
-    pub healthy: bool,
-    /// Milliseconds per step.
-    pub durations_ms: BTreeMap<String, u64>,
-    /// Every worker move, the way back included.
-    pub workers: Vec<WorkerReport>,
-}
-
-impl ActivateReport {
-    /// The contract's exit code: 0 live and proven, 3 refused or rolled back to a healthy
-    /// release, 4 stuck.
-    pub fn exit_code(&self) -> u8 {
-        match (self.result, self.healthy) {
-            (_, false) => 4,
-            (Outcome::Ok, true) => 0,
-            _ => 3,
-        }
-    }
 }
 
 /// Makes a release live, or goes back.
@@ -160,6 +112,9 @@ pub fn activate(
         events,
         durations: BTreeMap::new(),
         workers: Vec::new(),
+        warnings: Vec::new(),
+        host: &Host,
+        clock: &Host,
     };
 
     if gates.integrity {
@@ -182,25 +137,8 @@ pub fn activate(
     }
 
     let from = root.current()?;
-    let plan = if gates.reload { run.plan()? } else { None };
-
-    let finish =
-        |run: Run<'_>, result: Outcome, rolled_back_to, reason: Option<String>, live, healthy| {
-            let mut durations = run.durations;
-            durations.insert("total".into(), millis(started.elapsed()));
-            ActivateReport {
-                action,
-                from: from.clone(),
-                to: to.clone(),
-                result,
-                rolled_back_to,
-                reason,
-                live,
-                healthy,
-                durations_ms: durations,
-                workers: run.workers,
-            }
-        };
+    let mut roller = if gates.reload { run.plan()? } else { None };
+    let endpoint = endpoint(&config);
 
     let interrupted = || {
         if cancel.load(Ordering::SeqCst) {
@@ -210,13 +148,27 @@ pub fn activate(
         }
     };
     interrupted()?;
+    let end = |run: Run<'_>, outcome: Outcome| {
+        let mut durations = run.durations;
+        durations.insert("total".into(), millis(started.elapsed()));
+        ActivateReport {
+            action,
+            from: from.clone(),
+            to: to.clone(),
+            outcome,
+            durations_ms: durations,
+            workers: run.workers,
+            warnings: run.warnings,
+        }
+    };
+
     if !run.config.preflight.command.is_empty() {
         let dir = release.dir.clone();
         let preflight = run.step("preflight", |run| run.preflight(&to, &dir, cancel));
         interrupted()?;
-        if let Err(why) = preflight {
-            let report = finish(run, Outcome::Rejected, None, Some(why), from.clone(), true);
-            record(root, &report, action)?;
+        if let Err(reason) = preflight {
+            let report = end(run, Outcome::Rejected { reason });
+            record(root, &report)?;
             return Ok(report);
         }
     }
@@ -225,14 +177,15 @@ pub fn activate(
     run.step("flip", |run| flip(run.root, &to))?;
     failpoint::hit("activate-after-flip");
 
-    let failure = match &plan {
-        Some(plan) => run
-            .step("reload", |run| run.roll(plan, &to, plan.instances.clone()))
-            .err(),
+    let failure = match roller.as_mut() {
+        Some(roller) => {
+            let all = roller.instances.clone();
+            run.step("reload", |run| run.roll(roller, &to, &all)).err()
+        }
         None => None,
     };
     let failure = failure.or_else(|| {
-        if gates.probe && !run.config.verify.url.is_empty() {
+        if gates.probe && endpoint.is_some() {
             run.step("probe", |run| run.probe(&to)).err()
         } else {
             None
@@ -241,76 +194,76 @@ pub fn activate(
 
     failpoint::hit("activate-after-roll");
     let Some(why) = failure else {
-        let report = finish(run, Outcome::Ok, None, None, Some(to.clone()), true);
-        record(root, &report, action)?;
+        let report = end(run, Outcome::Live);
+        record(root, &report)?;
         return Ok(report);
     };
 
-    // The way back: the release that was live, through the same gates.
     let Some(previous) = from.clone().filter(|p| *p != to) else {
         let reason = format!(
             "{why}; there is no earlier release to go back to, so {to} stays live and unproven: fix it and activate again"
         );
-        let report = finish(
+        let report = end(
             run,
-            Outcome::Failed,
-            None,
-            Some(reason),
-            Some(to.clone()),
-            false,
+            Outcome::Stuck {
+                reason,
+                live: to.clone(),
+            },
         );
-        record(root, &report, action)?;
+        record(root, &report)?;
         return Ok(report);
     };
     run.say(format!("{why}; rolling back to {previous}"));
-    let back: Result<(), String> = run.step("rollback", |run| {
-        flip(run.root, &previous).map_err(|e| e.to_string())?;
-        failpoint::hit("activate-after-flip-back");
-        if let Some(plan) = &plan {
-            let touched: Vec<Instance> = plan
-                .instances
-                .iter()
-                .filter(|i| run.workers.iter().any(|w| w.pm_id == i.pm_id) || plan.touched_all)
-                .cloned()
-                .collect();
-            let back_plan = Plan {
-                instances: touched,
-                touched_all: plan.touched_all,
-                ..plan.clone()
-            };
-            let snapshot = back_plan.list()?;
-            run.roll(&back_plan, &previous, snapshot)?;
-        }
-        if gates.probe && !run.config.verify.url.is_empty() {
-            run.probe(&previous)?;
-        }
-        Ok(())
+    let back = run.step("rollback", |run| {
+        way_back(run, roller.as_mut(), &to, &previous, gates.probe)
     });
-    let report = match back {
-        Ok(()) => finish(
-            run,
-            Outcome::Failed,
-            Some(previous.clone()),
-            Some(why),
-            Some(previous),
-            true,
-        ),
-        Err(back_why) => {
-            let reason = format!(
+    let outcome = match back {
+        Ok(()) => Outcome::RolledBack {
+            reason: why,
+            to: previous,
+        },
+        Err(back_why) => Outcome::Stuck {
+            reason: format!(
                 "{why}; the way back to {previous} failed too: {back_why}; check `relman status` and `pm2 ls`"
-            );
-            finish(
-                run,
-                Outcome::Failed,
-                None,
-                Some(reason),
-                Some(previous),
-                false,
-            )
-        }
+            ),
+            live: previous,
+        },
     };
-    record(root, &report, action)?;
+    let report = end(run, outcome);
+    record(root, &report)?;
     Ok(report)
+}
+
+/// The way back after a failure past the flip: `current` back to `previous`, the workers that
+/// were moved (the failed one included) reloaded into it and proven, the probe again.
+fn way_back(
+    run: &mut Run<'_>,
+    roller: Option<&mut Roller>,
+    failed: &ReleaseId,
+    previous: &ReleaseId,
+    probe: bool,
+) -> Result<(), String> {
+    flip(run.root, previous).map_err(|e| e.to_string())?;
+    failpoint::hit("activate-after-flip-back");
+    if let Some(roller) = roller {
+        let moved: Vec<Instance> = roller
+            .instances
+            .iter()
+            .filter(|i| {
+                roller.ecosystem.is_some()
+                    || run
+                        .workers
+                        .iter()
+                        .any(|w| w.pm_id == i.pm_id && w.release == *failed)
+            })
+            .cloned()
+            .collect();
+        run.roll(roller, previous, &moved)?;
+    }
+    if probe && endpoint(run.config).is_some() {
+        run.probe(previous)?;
+    }
+    Ok(())
 }
 
 /// Points `current` at a release with one `rename(2)`.
@@ -321,37 +274,35 @@ fn flip(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
 }
 
 /// Appends the history entries of a finished activation.
-fn record(root: &DeployRoot, report: &ActivateReport, action: Action) -> Result<()> {
+fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
     failpoint::hit("activate-before-history");
-    let now = Utc::now();
     history::append(
         root,
         &HistoryEntry {
-            at: now,
-            action,
+            at: Utc::now(),
+            action: report.action,
             from: report.from.clone(),
             to: report.to.clone(),
-            result: report.result,
-            reason: report.reason.clone(),
+            result: report.result(),
+            reason: report.reason().map(str::to_owned),
             durations_ms: report.durations_ms.clone(),
         },
     )?;
-    if report.result == Outcome::Failed
-        && let Some(from) = report.from.clone().filter(|f| *f != report.to)
-    {
+    let back = match &report.outcome {
+        Outcome::RolledBack { to, .. } => Some((to, Recorded::Ok)),
+        Outcome::Stuck { live, .. } if *live != report.to => Some((live, Recorded::Failed)),
+        _ => None,
+    };
+    if let Some((back_to, result)) = back {
         history::append(
             root,
             &HistoryEntry {
                 at: Utc::now(),
                 action: Action::AutoRollback,
                 from: Some(report.to.clone()),
-                to: from,
-                result: if report.healthy {
-                    Outcome::Ok
-                } else {
-                    Outcome::Failed
-                },
-                reason: report.reason.clone(),
+                to: back_to.clone(),
+                result,
+                reason: report.reason().map(str::to_owned),
                 durations_ms: report
                     .durations_ms
                     .get("rollback")
@@ -363,42 +314,22 @@ fn record(root: &DeployRoot, report: &ActivateReport, action: Action) -> Result<
     Ok(())
 }
 
-/// The PM2 side of an activation, checked before anything changes.
-#[derive(Debug, Clone)]
-struct Plan {
-    pm2: Pm2,
-    /// One connection to the daemon for the whole activation, when PM2's package can be
-    /// found; else every step runs PM2's command line.
-    session: Option<Arc<Mutex<Session>>>,
-    app: String,
-    ecosystem: Option<String>,
-    instances: Vec<Instance>,
-    /// An ecosystem reload moves every instance at once.
-    touched_all: bool,
-    timeout: Duration,
+/// Where users reach the app, from `verify.url`.
+fn endpoint(config: &Config) -> Option<Endpoint> {
+    (!config.verify.url.is_empty())
+        .then(|| Endpoint::of_url(&config.verify.url))
+        .flatten()
 }
 
-impl Plan {
-    fn list(&self) -> Result<Vec<Instance>, String> {
-        match &self.session {
-            Some(session) => session.lock().expect("the session lock").list(self.timeout),
-            None => self.pm2.list(),
-        }
-        .map_err(|e| e.to_string())
-    }
-
-    fn reload(&self, pm_id: u64, env: &[(&str, &str)]) -> Result<(), String> {
-        match &self.session {
-            Some(session) => {
-                session
-                    .lock()
-                    .expect("the session lock")
-                    .reload(pm_id, env, self.timeout)
-            }
-            None => self.pm2.reload_instance(pm_id, env),
-        }
-        .map_err(|e| e.to_string())
-    }
+/// The PM2 side of an activation, checked before anything changes.
+struct Roller {
+    driver: Box<dyn Pm2Control>,
+    app: String,
+    ecosystem: Option<String>,
+    /// The app's instances, in PM2's order.
+    instances: Vec<Instance>,
+    endpoint: Option<Endpoint>,
+    timeout: Duration,
 }
 
 struct Run<'a> {
@@ -407,11 +338,19 @@ struct Run<'a> {
     events: &'a mut dyn FnMut(Event<'_>),
     durations: BTreeMap<String, u64>,
     workers: Vec<WorkerReport>,
+    warnings: Vec<String>,
+    host: &'a dyn Processes,
+    clock: &'a dyn Clock,
 }
 
 impl Run<'_> {
     fn say(&mut self, message: String) {
         (self.events)(Event::Step(message));
+    }
+
+    fn warn(&mut self, message: String) {
+        self.say(format!("warning: {message}"));
+        self.warnings.push(message);
     }
 
     fn step<T, E>(
@@ -427,7 +366,7 @@ impl Run<'_> {
     }
 
     /// Reads PM2's view and refuses a setup relman cannot roll safely.
-    fn plan(&mut self) -> Result<Option<Plan>> {
+    fn plan(&mut self) -> Result<Option<Roller>> {
         let pm2_config = &self.config.pm2;
         if pm2_config.app.is_empty() {
             if !pm2_config.ecosystem.is_empty() {
@@ -437,23 +376,22 @@ impl Run<'_> {
             }
             return Ok(None);
         }
-        let pm2 = Pm2::new(&pm2_config.bin);
-        pm2.check_daemon()?;
+        let cli = Pm2::new(&pm2_config.bin);
+        cli.check_daemon()?;
         let timeout = Duration::from_secs(pm2_config.timeout_secs);
-        let session = match Session::start(&pm2, timeout) {
-            Ok(session) => Some(Arc::new(Mutex::new(session))),
+        let session = match Session::start(&cli, timeout) {
+            Ok(session) => Some(session),
             Err(err) => {
                 self.say(format!("{err}; using PM2's command line for every step"));
                 None
             }
         };
-        let instances: Vec<Instance> = match &session {
-            Some(session) => session.lock().expect("the session lock").list(timeout)?,
-            None => pm2.list()?,
-        }
-        .into_iter()
-        .filter(|i| i.name == pm2_config.app)
-        .collect();
+        let mut driver = Driver::new(cli, session);
+        let instances: Vec<Instance> = driver
+            .list()?
+            .into_iter()
+            .filter(|i| i.name == pm2_config.app)
+            .collect();
         if instances.is_empty() {
             return Err(Error::App(format!(
                 "PM2 has no app named \"{}\" (PM2_HOME `{}`): start it with `pm2 start` and cwd `{}`, or fix `pm2.app`",
@@ -462,7 +400,7 @@ impl Run<'_> {
                 self.root.current_link()
             )));
         }
-        if let Some(fork) = instances.iter().find(|i| i.exec_mode != "cluster_mode") {
+        if let Some(fork) = instances.iter().find(|i| i.exec_mode != ExecMode::Cluster) {
             return Err(Error::App(format!(
                 "app \"{}\" runs in {} (instance {}): a reload there is a restart that drops requests; start it with `exec_mode: \"cluster\"` and `instances: 2` or more",
                 pm2_config.app, fork.exec_mode, fork.pm_id
@@ -474,15 +412,61 @@ impl Run<'_> {
             instances.len(),
             if instances.len() == 1 { "" } else { "s" }
         ));
-        Ok(Some(Plan {
-            pm2,
-            session,
+        let endpoint = endpoint(self.config);
+        match &endpoint {
+            Some(endpoint) => self.check_port_owner(endpoint, &pm2_config.app, &instances)?,
+            None => self.warn(
+                "`verify.url` is not set: relman cannot see whether each new worker listens, only that it runs; set it to the app's own health URL".into(),
+            ),
+        }
+        Ok(Some(Roller {
+            driver: Box::new(driver),
             app: pm2_config.app.clone(),
             ecosystem: (!pm2_config.ecosystem.is_empty()).then(|| pm2_config.ecosystem.clone()),
             instances,
-            touched_all: !pm2_config.ecosystem.is_empty(),
-            timeout: Duration::from_secs(pm2_config.timeout_secs),
+            endpoint,
+            timeout,
         }))
+    }
+
+    /// Refuses when the probed port is served by anyone but the daemon relman drives: its
+    /// reloads would then change nothing users see.
+    fn check_port_owner(
+        &mut self,
+        endpoint: &Endpoint,
+        app: &str,
+        instances: &[Instance],
+    ) -> Result<()> {
+        let daemon = Pm2::daemon_pid();
+        let mut ours: Vec<u32> = instances
+            .iter()
+            .map(|i| i.pid)
+            .filter(|p| *p != 0)
+            .collect();
+        ours.extend(daemon);
+        let drives = format!(
+            "the PM2 daemon relman drives (pid {}, PM2_HOME `{}`)",
+            daemon.map_or("?".to_owned(), |pid| pid.to_string()),
+            Pm2::home().display()
+        );
+        match daemon::port_owner(endpoint.port, &ours) {
+            PortOwner::Ours => Ok(()),
+            PortOwner::Nobody => {
+                if instances.iter().any(|i| i.status == Pm2State::Online) {
+                    self.warn(format!(
+                        "nothing listens on {endpoint} (`verify.url`) although PM2 runs \"{app}\": if the app listens on another port, fix `verify.url`"
+                    ));
+                }
+                Ok(())
+            }
+            PortOwner::Other(owner) => Err(Error::App(format!(
+                "{endpoint} (`verify.url`) is served by {}, not by {drives}: reloading \"{app}\" here would change nothing users see; run relman as that daemon's user and with its PM2_HOME (see `relman doctor`)",
+                daemon::describe(&owner)
+            ))),
+            PortOwner::Unseen => Err(Error::App(format!(
+                "{endpoint} (`verify.url`) is served by a process relman cannot see (another user's), not by {drives}: run relman as the user whose PM2 daemon serves the app, and with its PM2_HOME"
+            ))),
+        }
     }
 
     fn preflight(
@@ -535,63 +519,127 @@ impl Run<'_> {
             .map_err(|err| format!("probe failed: {err}"))
     }
 
-    /// Moves the plan's instances to `id`, proving each before the next. `snapshot` is PM2's
-    /// latest view of them; each proof refreshes it, so a roll costs one `jlist` per worker.
-    fn roll(&mut self, plan: &Plan, id: &ReleaseId, snapshot: Vec<Instance>) -> Result<(), String> {
-        let release_dir = self.root.release_dir(id).into_std_path_buf();
+    /// Moves `which` (instances of the roller, in its order) to `id`, proving each before the
+    /// next; an ecosystem reload moves them all at once and proves them after.
+    fn roll(
+        &mut self,
+        roller: &mut Roller,
+        id: &ReleaseId,
+        which: &[Instance],
+    ) -> Result<(), String> {
+        let release_dir = resolved(self.root.release_dir(id).into_std_path_buf());
+        let releases = resolved(self.root.releases_dir().into_std_path_buf());
+        let target = Target {
+            dir: &release_dir,
+            releases: &releases,
+        };
+        let watch = Watch {
+            endpoint: roller.endpoint.as_ref(),
+            timeout: roller.timeout,
+        };
         let env = [("RELMAN_RELEASE", id.as_str())];
-        if let Some(ecosystem) = &plan.ecosystem {
-            let started = Instant::now();
+        let mut snapshot = roller.driver.list().map_err(|e| e.to_string())?;
+        if let Some(ecosystem) = roller.ecosystem.clone() {
             self.say(format!("reloading through `{ecosystem}`"));
-            plan.pm2
-                .reload_ecosystem(ecosystem, Some(&plan.app), &env)
+            let started = self.clock.now();
+            roller
+                .driver
+                .reload_ecosystem(&ecosystem, &roller.app, &env)
                 .map_err(|e| e.to_string())?;
-            for instance in &plan.instances {
-                let before = find(&snapshot, instance);
-                let (new_pid, _) = prove(plan, &before, &release_dir, id)?;
-                self.workers.push(WorkerReport {
-                    pm_id: instance.pm_id,
-                    old_pid: before.pid,
-                    new_pid,
-                    release: id.clone(),
-                    ms: millis(started.elapsed()),
-                });
+            let reloaded = Reloaded {
+                started,
+                returned: self.clock.now(),
+            };
+            for instance in which {
+                let before = latest(&snapshot, instance);
+                let proven = proof::prove(
+                    roller.driver.as_mut(),
+                    self.host,
+                    self.clock,
+                    &before,
+                    reloaded,
+                    target,
+                    watch,
+                );
+                self.record_worker(&before, id, proven.as_ref().ok(), started);
+                let proven = proven.map_err(|f| f.describe(&before, id))?;
+                self.say(proven_line(&before, &proven, id, roller, started));
             }
             return Ok(());
         }
-        let mut snapshot = snapshot;
-        for instance in &plan.instances {
-            let started = Instant::now();
-            let before = find(&snapshot, instance);
+        for instance in which {
+            let before = latest(&snapshot, instance);
             self.say(format!(
                 "worker {} (pid {}): reloading into {id}",
                 before.pm_id, before.pid
             ));
-            let proven = plan
-                .reload(before.pm_id, &env)
-                .and_then(|()| prove(plan, &before, &release_dir, id));
-            self.workers.push(WorkerReport {
-                pm_id: before.pm_id,
-                old_pid: before.pid,
-                new_pid: proven.as_ref().map_or(0, |(pid, _)| *pid),
-                release: id.clone(),
-                ms: millis(started.elapsed()),
-            });
-            let (new_pid, latest) = proven?;
-            snapshot = latest;
+            let started = self.clock.now();
+            let reload = roller.driver.reload(before.pm_id, &env);
+            let reloaded = Reloaded {
+                started,
+                returned: self.clock.now(),
+            };
+            let proven = match reload {
+                Ok(()) => proof::prove(
+                    roller.driver.as_mut(),
+                    self.host,
+                    self.clock,
+                    &before,
+                    reloaded,
+                    target,
+                    watch,
+                )
+                .map_err(|f| f.describe(&before, id)),
+                Err(err) => Err(format!("worker {}: {err}", before.pm_id)),
+            };
+            self.record_worker(&before, id, proven.as_ref().ok(), started);
+            let proven = proven?;
             failpoint::hit("activate-after-worker");
-            self.say(format!(
-                "worker {} (pid {new_pid}) runs {id} ({} ms)",
-                before.pm_id,
-                millis(started.elapsed())
-            ));
+            self.say(proven_line(&before, &proven, id, roller, started));
+            snapshot = proven.instances;
         }
         Ok(())
     }
+
+    fn record_worker(
+        &mut self,
+        before: &Instance,
+        id: &ReleaseId,
+        proven: Option<&proof::Proven>,
+        started: Instant,
+    ) {
+        self.workers.push(WorkerReport {
+            pm_id: before.pm_id,
+            old_pid: before.pid,
+            new_pid: proven.map_or(0, |p| p.pid),
+            release: id.clone(),
+            serving: proven.is_some_and(|p| p.serving),
+            ms: millis(self.clock.now().saturating_duration_since(started)),
+        });
+    }
 }
 
-/// The instance's entry in `snapshot`, or the planned one if PM2 no longer lists it.
-fn find(snapshot: &[Instance], instance: &Instance) -> Instance {
+fn proven_line(
+    before: &Instance,
+    proven: &proof::Proven,
+    id: &ReleaseId,
+    roller: &Roller,
+    started: Instant,
+) -> String {
+    let serving = match (&roller.endpoint, proven.serving) {
+        (Some(endpoint), true) => format!(" and serves {endpoint}"),
+        _ => String::new(),
+    };
+    format!(
+        "worker {} (pid {}) runs {id}{serving} ({} ms)",
+        before.pm_id,
+        proven.pid,
+        millis(started.elapsed())
+    )
+}
+
+/// The instance's latest entry in `snapshot`, or the planned one if PM2 no longer lists it.
+fn latest(snapshot: &[Instance], instance: &Instance) -> Instance {
     snapshot
         .iter()
         .find(|i| i.pm_id == instance.pm_id)
@@ -599,109 +647,10 @@ fn find(snapshot: &[Instance], instance: &Instance) -> Instance {
         .clone()
 }
 
-/// Waits until an instance runs a new process, `online`, whose working directory is inside
-/// the release. Returns the new pid and PM2's view at that moment.
-///
-/// `pm2 reload` returns only once the new worker listens (or `listen_timeout` passed), so a
-/// worker that crashes at boot shows up right away as `errored`, or as more restarts than the
-/// reload's own one. A worker that restarted since the reload must be seen with the same pid
-/// on two polls in a row before it counts.
-fn prove(
-    plan: &Plan,
-    before: &Instance,
-    release_dir: &Path,
-    id: &ReleaseId,
-) -> Result<(u32, Vec<Instance>), String> {
-    let deadline = Instant::now() + plan.timeout;
-    let mut seen_online: Option<u32> = None;
-    let mut outside: Option<(u32, Instant)> = None;
-    loop {
-        let instances = plan.list()?;
-        let Some(now) = instances.iter().find(|i| i.pm_id == before.pm_id) else {
-            return Err(format!(
-                "worker {} disappeared from PM2 during the reload",
-                before.pm_id
-            ));
-        };
-        if matches!(now.status.as_str(), "errored" | "stopped") {
-            return Err(format!(
-                "worker {} of {id} is {} after the reload ({} restarts): the new release does not stay up under PM2, see `pm2 logs {}`",
-                now.pm_id, now.status, now.restarts, plan.app
-            ));
-        }
-        let restarts = now.restarts.saturating_sub(before.restarts);
-        if restarts >= 3 {
-            return Err(format!(
-                "worker {} of {id} is crash-looping ({restarts} restarts since the reload), see `pm2 logs {}`",
-                now.pm_id, plan.app
-            ));
-        }
-        if now.status == "online" && now.pid != 0 && now.pid != before.pid {
-            let releases = release_dir.parent().unwrap_or(release_dir);
-            match pm2::process_cwd(now.pid) {
-                Some(cwd) if cwd.starts_with(release_dir) => {
-                    // `pm2 reload` of an online worker returns once the new one listens, so
-                    // one look is proof; a worker that was down is only forked when it
-                    // returns, and one that restarted since may be crash-looping: both must
-                    // be seen twice, same pid, a poll apart.
-                    let settled = before.status == "online" && restarts <= 1;
-                    if settled || seen_online == Some(now.pid) {
-                        let pid = now.pid;
-                        return Ok((pid, instances));
-                    }
-                    seen_online = Some(now.pid);
-                }
-                Some(cwd) if cwd.starts_with(releases) => {
-                    return Err(elsewhere(now, &cwd, id));
-                }
-                // Not in any release yet: a fresh fork still has the daemon's directory until
-                // PM2's process container changes into `pm_cwd`, within milliseconds. A worker
-                // that stays outside is started somewhere else entirely.
-                Some(cwd) => {
-                    seen_online = None;
-                    match outside {
-                        Some((pid, since))
-                            if pid == now.pid && since.elapsed() >= OUTSIDE_GRACE =>
-                        {
-                            return Err(elsewhere(now, &cwd, id));
-                        }
-                        Some((pid, _)) if pid == now.pid => {}
-                        _ => outside = Some((now.pid, Instant::now())),
-                    }
-                }
-                None => seen_online = None,
-            }
-        } else {
-            seen_online = None;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "worker {} did not come up in {id} within `pm2.timeout_secs` ({} s); last seen: status {}, pid {}, restarts {}",
-                before.pm_id,
-                plan.timeout.as_secs(),
-                now.status,
-                now.pid,
-                now.restarts
-            ));
-        }
-        std::thread::sleep(pm2::POLL);
-    }
+/// A path resolved the way `/proc/PID/cwd` shows it (through any symlinked parent).
+fn resolved(path: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&path).unwrap_or(path)
 }
-
-/// Why a worker running in another directory than the release's cannot be proven.
-fn elsewhere(worker: &Instance, cwd: &Path, id: &ReleaseId) -> String {
-    format!(
-        "worker {} (pid {}) runs in `{}`, not in {id}: PM2 starts it in `{}`; start the app with cwd `current` (see `relman doctor`)",
-        worker.pm_id,
-        worker.pid,
-        cwd.display(),
-        worker.pm_cwd.as_deref().unwrap_or("?")
-    )
-}
-
-/// How long a new worker may stay outside every release before that counts as its real
-/// directory (PM2 changes into `pm_cwd` within milliseconds of the fork).
-const OUTSIDE_GRACE: Duration = Duration::from_secs(2);
 
 /// The probe as the config describes it, `{release}` filled in.
 pub fn probe_spec(config: &Config, id: &ReleaseId) -> relman_verify::ProbeSpec {
@@ -723,4 +672,213 @@ fn body_contains(config: &Config, id: &ReleaseId) -> Option<String> {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The roll and the way back against a fake cluster: PM2, the workers' directories and
+    //! their sockets modelled together, on a clock that only moves when slept on.
+
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::proof::fakes::{FakeClock, instance};
+
+    struct Cluster {
+        instances: Vec<Instance>,
+        cwd: HashMap<u32, PathBuf>,
+        next_pid: u32,
+        /// Releases whose workers run but never listen.
+        silent: HashSet<String>,
+        /// Every reload: (pm_id, release).
+        reloads: Vec<(u64, String)>,
+        releases: PathBuf,
+    }
+
+    struct ClusterPm2(Rc<RefCell<Cluster>>);
+    struct ClusterHost(Rc<RefCell<Cluster>>);
+
+    impl Pm2Control for ClusterPm2 {
+        fn list(&mut self) -> Result<Vec<Instance>> {
+            Ok(self.0.borrow().instances.clone())
+        }
+
+        fn reload(&mut self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
+            let mut cluster = self.0.borrow_mut();
+            let release = env
+                .iter()
+                .find(|(k, _)| *k == "RELMAN_RELEASE")
+                .map(|(_, v)| (*v).to_owned())
+                .expect("RELMAN_RELEASE");
+            cluster.next_pid += 1;
+            let pid = cluster.next_pid;
+            let dir = cluster.releases.join(&release);
+            cluster.cwd.insert(pid, dir);
+            cluster.reloads.push((pm_id, release));
+            let worker = cluster
+                .instances
+                .iter_mut()
+                .find(|i| i.pm_id == pm_id)
+                .expect("a known pm_id");
+            worker.pid = pid;
+            worker.restarts += 1;
+            worker.status = Pm2State::Online;
+            Ok(())
+        }
+
+        fn reload_ecosystem(&mut self, _: &str, _: &str, _: &[(&str, &str)]) -> Result<()> {
+            unreachable!("not used here")
+        }
+    }
+
+    impl Processes for ClusterHost {
+        fn cwd(&self, pid: u32) -> Option<PathBuf> {
+            self.0.borrow().cwd.get(&pid).cloned()
+        }
+
+        fn serves(&self, pid: u32, _: &Endpoint) -> bool {
+            let cluster = self.0.borrow();
+            let release = cluster.cwd.get(&pid).and_then(|d| d.file_name());
+            release.is_some_and(|r| !cluster.silent.contains(r.to_str().unwrap()))
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        root: DeployRoot,
+        cluster: Rc<RefCell<Cluster>>,
+        clock: FakeClock,
+    }
+
+    /// A root with releases `a` and `b`, `a` live on two workers.
+    fn fixture(silent: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = camino::Utf8Path::from_path(dir.path()).unwrap();
+        for id in ["a", "b"] {
+            std::fs::create_dir_all(path.join("releases").join(id)).unwrap();
+        }
+        let root = DeployRoot::open(path).unwrap();
+        flip(&root, &ReleaseId::parse("a").unwrap()).unwrap();
+        let releases = resolved(root.releases_dir().into_std_path_buf());
+        let mut cwd = HashMap::new();
+        cwd.insert(10, releases.join("a"));
+        cwd.insert(11, releases.join("a"));
+        let cluster = Cluster {
+            instances: vec![
+                instance(0, 10, Pm2State::Online, 0),
+                instance(1, 11, Pm2State::Online, 0),
+            ],
+            cwd,
+            next_pid: 100,
+            silent: silent.iter().map(|s| (*s).to_owned()).collect(),
+            reloads: Vec::new(),
+            releases,
+        };
+        Fixture {
+            _dir: dir,
+            root,
+            cluster: Rc::new(RefCell::new(cluster)),
+            clock: FakeClock::new(),
+        }
+    }
+
+    impl Fixture {
+        /// Rolls `a` → `to` the way `activate` does, going back on a failure.
+        fn activate(&self, to: &str) -> Result<(), String> {
+            let config = Config::default();
+            let host = ClusterHost(Rc::clone(&self.cluster));
+            let mut events = |_: Event<'_>| {};
+            let mut run = Run {
+                root: &self.root,
+                config: &config,
+                events: &mut events,
+                durations: BTreeMap::new(),
+                workers: Vec::new(),
+                warnings: Vec::new(),
+                host: &host,
+                clock: &self.clock,
+            };
+            let mut roller = Roller {
+                driver: Box::new(ClusterPm2(Rc::clone(&self.cluster))),
+                app: "web".into(),
+                ecosystem: None,
+                instances: self.cluster.borrow().instances.clone(),
+                endpoint: Some(Endpoint {
+                    host: "127.0.0.1".into(),
+                    port: 3000,
+                }),
+                timeout: Duration::from_secs(60),
+            };
+            let to = ReleaseId::parse(to).unwrap();
+            let a = ReleaseId::parse("a").unwrap();
+            flip(&self.root, &to).unwrap();
+            let all = roller.instances.clone();
+            match run.roll(&mut roller, &to, &all) {
+                Ok(()) => Ok(()),
+                Err(why) => {
+                    way_back(&mut run, Some(&mut roller), &to, &a, false)
+                        .map_err(|back| format!("{why}; back: {back}"))?;
+                    Err(why)
+                }
+            }
+        }
+
+        fn reloads(&self) -> Vec<(u64, String)> {
+            self.cluster.borrow().reloads.clone()
+        }
+
+        fn releases_of_workers(&self) -> Vec<String> {
+            let cluster = self.cluster.borrow();
+            cluster
+                .instances
+                .iter()
+                .map(|i| {
+                    let dir = &cluster.cwd[&i.pid];
+                    dir.file_name().unwrap().to_string_lossy().into_owned()
+                })
+                .collect()
+        }
+
+        fn current(&self) -> PathBuf {
+            std::fs::read_link(self.root.current_link()).unwrap()
+        }
+    }
+
+    fn pairs(list: &[(u64, &str)]) -> Vec<(u64, String)> {
+        list.iter().map(|(id, r)| (*id, (*r).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_healthy_release_moves_every_worker_in_order() {
+        let fixture = fixture(&[]);
+        fixture.activate("b").unwrap();
+        assert_eq!(fixture.reloads(), pairs(&[(0, "b"), (1, "b")]));
+        assert_eq!(fixture.releases_of_workers(), ["b", "b"]);
+        assert_eq!(fixture.current(), Path::new("releases/b"));
+    }
+
+    #[test]
+    fn a_first_worker_that_never_listens_never_takes_the_others_down() {
+        let fixture = fixture(&["b"]);
+        let why = fixture.activate("b").unwrap_err();
+        assert!(
+            why.contains("worker 0") && why.contains("never served"),
+            "{why}"
+        );
+        // Worker 1 was never touched; worker 0 went to b and straight back to a.
+        assert_eq!(fixture.reloads(), pairs(&[(0, "b"), (0, "a")]));
+        assert_eq!(fixture.releases_of_workers(), ["a", "a"]);
+        assert_eq!(fixture.cluster.borrow().instances[1].pid, 11);
+        assert_eq!(fixture.current(), Path::new("releases/a"));
+    }
+
+    #[test]
+    fn a_way_back_that_cannot_be_proven_is_reported() {
+        let fixture = fixture(&["a", "b"]);
+        let why = fixture.activate("b").unwrap_err();
+        assert!(why.contains("back: worker 0"), "{why}");
+    }
 }

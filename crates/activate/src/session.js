@@ -1,8 +1,10 @@
 // relman's PM2 session: one connection to the PM2 daemon for a whole activation, so each
 // step costs a round trip to the daemon instead of starting PM2's command line again.
-// Protocol: one JSON request per line on stdin, one JSON reply per line on stdout.
-//   {"op":"list"}                        -> [{"pm_id":..,"name":..,"pid":..,"pm2_env":{..}}, ...]
-//   {"op":"reload","id":N,"env":{...}}    -> {"ok":true} | {"error":"..."}
+// Protocol: one JSON request per line on stdin, one JSON reply per line on stdout, each reply
+// carrying the id of its request (relman drops a reply whose id it is no longer waiting for):
+//   {"id":N,"op":"list"}                       -> {"id":N,"list":[{"pm_id":..,"name":..,"pid":..,"pm2_env":{..}}, ...]}
+//   {"id":N,"op":"reload","pm_id":M,"env":{}}  -> {"id":N,"reloaded":M} | {"id":N,"error":"..."}
+// The first line, before any request, is {"id":0,"ready":true} or {"id":0,"error":"..."}.
 // Everything PM2 itself prints goes to stderr. stdin closing ends the session.
 'use strict';
 
@@ -14,7 +16,7 @@ let pm2;
 try {
   pm2 = require(process.argv[1]);
 } catch (err) {
-  out({ error: 'cannot load PM2 from ' + process.argv[1] + ': ' + err.message });
+  out({ id: 0, error: 'cannot load PM2 from ' + process.argv[1] + ': ' + err.message });
   process.exit(1);
 }
 // The environment a reload passes with updateEnv is this process's own: relman starts it clean,
@@ -32,15 +34,17 @@ const slim = (list) =>
       pm_cwd: p.pm2_env.pm_cwd,
       exec_mode: p.pm2_env.exec_mode,
       kill_timeout: p.pm2_env.kill_timeout,
+      listen_timeout: p.pm2_env.listen_timeout,
+      wait_ready: p.pm2_env.wait_ready,
     },
   }));
 
 pm2.connect((err) => {
   if (err) {
-    out({ error: 'cannot connect to the PM2 daemon: ' + (err.message || err) });
+    out({ id: 0, error: 'cannot connect to the PM2 daemon: ' + (err.message || err) });
     process.exit(1);
   }
-  out({ ready: true });
+  out({ id: 0, ready: true });
   let queue = Promise.resolve();
   require('readline')
     .createInterface({ input: process.stdin })
@@ -56,23 +60,23 @@ function handle(line) {
     try {
       request = JSON.parse(line);
     } catch (err) {
-      out({ error: 'bad request: ' + err.message });
+      out({ id: null, error: 'bad request: ' + err.message });
       return resolve();
     }
+    const id = request.id;
+    const reply = (body) => {
+      out({ id, ...body });
+      resolve();
+    };
     if (request.op === 'list') {
-      pm2.list((err, list) => {
-        out(err ? { error: String(err.message || err) } : slim(list));
-        resolve();
-      });
+      pm2.list((err, list) => reply(err ? { error: String(err.message || err) } : { list: slim(list) }));
     } else if (request.op === 'reload') {
       for (const [key, value] of Object.entries(request.env || {})) process.env[key] = value;
-      pm2.reload(request.id, { updateEnv: true }, (err) => {
-        out(err ? { error: String(err.message || err) } : { ok: true });
-        resolve();
-      });
+      pm2.reload(String(request.pm_id), { updateEnv: true }, (err) =>
+        reply(err ? { error: String(err.message || err) } : { reloaded: request.pm_id }),
+      );
     } else {
-      out({ error: 'unknown op ' + request.op });
-      resolve();
+      reply({ error: 'unknown op ' + request.op });
     }
   });
 }

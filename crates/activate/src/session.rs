@@ -4,33 +4,110 @@
 //! line (about 150 ms of Node start-up per command on a small machine).
 //!
 //! The Rust side keeps every decision: the session only lists and reloads, one request at a
-//! time, and each reply is bounded by a timeout.
+//! time. Every request carries an id and its reply carries it back; a reply to an earlier
+//! request (one that timed out) is dropped, never taken for the answer to a later one. A request
+//! that gets no reply in time ends the session: what the daemon does with it is unknown, so the
+//! caller fails that step cleanly and goes on through PM2's command line.
 
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pm2::{Instance, Pm2, parse_jlist};
+use crate::pm2::{Instance, Pm2, parse_processes};
 
 const SCRIPT: &str = include_str!("session.js");
 
-/// A running session; dropping it closes the connection and stops the helper.
-#[derive(Debug)]
-pub(crate) struct Session {
+/// What relman asks the session.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Request<'a> {
+    List,
+    Reload {
+        pm_id: u64,
+        env: std::collections::BTreeMap<&'a str, &'a str>,
+    },
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: u64,
+    #[serde(flatten)]
+    request: &'a Request<'a>,
+}
+
+/// What the session answers: exactly one of these besides the id.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Body {
+    Error { error: String },
+    List { list: serde_json::Value },
+    Reloaded { reloaded: u64 },
+    Ready { ready: bool },
+}
+
+#[derive(Debug, Deserialize)]
+struct Reply {
+    id: Option<u64>,
+    #[serde(flatten)]
+    body: Body,
+}
+
+/// Where the replies come from: the helper's stdout, line by line (a trait so that the matching
+/// of replies to requests is tested without Node).
+pub(crate) trait Transport {
+    /// Sends one line.
+    fn send(&mut self, line: &str) -> std::io::Result<()>;
+    /// The next line, waiting at most `timeout`.
+    fn receive(&mut self, timeout: Duration) -> Result<String, RecvTimeoutError>;
+}
+
+/// The helper process and its pipes.
+struct Helper {
     requests: std::io::PipeWriter,
     replies: Receiver<String>,
-    _helper: Arc<duct::ReaderHandle>,
+    // Dropping the handle kills and reaps the helper.
+    _process: Arc<duct::ReaderHandle>,
+}
+
+impl Transport for Helper {
+    fn send(&mut self, line: &str) -> std::io::Result<()> {
+        self.requests.write_all(line.as_bytes())?;
+        self.requests.write_all(b"\n")
+    }
+
+    fn receive(&mut self, timeout: Duration) -> Result<String, RecvTimeoutError> {
+        self.replies.recv_timeout(timeout)
+    }
+}
+
+/// A running session; dropping it closes the connection and stops the helper.
+pub(crate) struct Session {
+    transport: Option<Box<dyn Transport + Send>>,
+    next_id: u64,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("open", &self.transport.is_some())
+            .field("next_id", &self.next_id)
+            .finish()
+    }
 }
 
 impl Session {
-    /// Starts the helper with the same clean environment as PM2's command line.
+    /// Starts the helper with the same clean environment as PM2's command line; `timeout`
+    /// bounds every reply.
     pub(crate) fn start(pm2: &Pm2, timeout: Duration) -> Result<Session> {
         let package = pm2.package_dir()?;
         let (reader, requests) = std::io::pipe()
             .map_err(|err| Error::Pm2(format!("failed to create a pipe for PM2: {err}")))?;
-        let helper = duct::cmd(
+        let process = duct::cmd(
             "node",
             [
                 std::ffi::OsStr::new("-e"),
@@ -44,9 +121,9 @@ impl Session {
         .stderr_null()
         .reader()
         .map_err(|err| Error::Pm2(format!("failed to start node for the PM2 session: {err}")))?;
-        let helper = Arc::new(helper);
+        let process = Arc::new(process);
         let (sender, replies) = mpsc::channel();
-        let source = Arc::clone(&helper);
+        let source = Arc::clone(&process);
         std::thread::spawn(move || {
             for line in BufReader::new(&*source).lines() {
                 let Ok(line) = line else { break };
@@ -55,76 +132,254 @@ impl Session {
                 }
             }
         });
-        let mut session = Session {
+        let helper = Helper {
             requests,
             replies,
-            _helper: helper,
+            _process: process,
         };
-        let hello = session.receive(timeout)?;
-        let hello: serde_json::Value = serde_json::from_str(&hello)
-            .map_err(|_| Error::Pm2(format!("the PM2 session said `{hello}`")))?;
-        match hello.get("error").and_then(|e| e.as_str()) {
-            Some(error) => Err(Error::Pm2(error.to_owned())),
-            None => Ok(session),
+        Session::over(Box::new(helper), timeout)
+    }
+
+    /// A session over any transport: waits for its greeting.
+    pub(crate) fn over(transport: Box<dyn Transport + Send>, timeout: Duration) -> Result<Session> {
+        let mut session = Session {
+            transport: Some(transport),
+            next_id: 1,
+            timeout,
+        };
+        match session.await_reply(0)? {
+            Body::Ready { ready: true } => Ok(session),
+            Body::Error { error } => Err(Error::Pm2(error)),
+            other => Err(Error::Pm2(format!(
+                "the PM2 session greeted with {other:?}"
+            ))),
         }
     }
 
-    fn receive(&mut self, timeout: Duration) -> Result<String> {
-        self.replies.recv_timeout(timeout).map_err(|err| match err {
-            RecvTimeoutError::Timeout => {
-                Error::Pm2(format!("PM2 did not answer within {} s", timeout.as_secs()))
-            }
-            RecvTimeoutError::Disconnected => {
-                Error::Pm2("the PM2 session ended unexpectedly".into())
-            }
-        })
+    /// Whether the session still runs.
+    pub(crate) fn is_open(&self) -> bool {
+        self.transport.is_some()
     }
 
-    fn request(&mut self, request: &serde_json::Value, timeout: Duration) -> Result<String> {
-        let mut line = request.to_string();
-        line.push('\n');
-        self.requests
-            .write_all(line.as_bytes())
-            .map_err(|err| Error::Pm2(format!("the PM2 session is gone: {err}")))?;
-        self.receive(timeout)
+    /// Waits for the reply with `id`, dropping replies to earlier requests. A timeout or a
+    /// vanished helper ends the session.
+    fn await_reply(&mut self, id: u64) -> Result<Body> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let Some(transport) = self.transport.as_mut() else {
+                return Err(Error::Pm2("the PM2 session has ended".into()));
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match transport.receive(left) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.transport = None;
+                    return Err(Error::Pm2(format!(
+                        "PM2 did not answer within {} s; the session to its daemon is closed",
+                        self.timeout.as_secs()
+                    )));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.transport = None;
+                    return Err(Error::Pm2("the PM2 session ended unexpectedly".into()));
+                }
+            };
+            let reply: Reply = match serde_json::from_str(&line) {
+                Ok(reply) => reply,
+                Err(err) => {
+                    self.transport = None;
+                    return Err(Error::Pm2(format!(
+                        "the PM2 session said something relman cannot read ({err}): {}",
+                        crate::pm2::snippet(&line)
+                    )));
+                }
+            };
+            match reply.id {
+                Some(got) if got == id => return Ok(reply.body),
+                // A late reply to a request that already timed out: not this one's answer.
+                Some(got) if got < id => continue,
+                other => {
+                    self.transport = None;
+                    return Err(Error::Pm2(format!(
+                        "the PM2 session answered request {other:?} while relman waited for {id}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, request: &Request<'_>) -> Result<Body> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line =
+            serde_json::to_string(&Envelope { id, request }).expect("a request always serialises");
+        let Some(transport) = self.transport.as_mut() else {
+            return Err(Error::Pm2("the PM2 session has ended".into()));
+        };
+        if let Err(err) = transport.send(&line) {
+            self.transport = None;
+            return Err(Error::Pm2(format!("the PM2 session is gone: {err}")));
+        }
+        self.await_reply(id)
     }
 
     /// Every process PM2 manages, as `pm2 jlist` would show them.
-    pub(crate) fn list(&mut self, timeout: Duration) -> Result<Vec<Instance>> {
-        let reply = self.request(&serde_json::json!({ "op": "list" }), timeout)?;
-        if let Some(error) = error_of(&reply) {
-            return Err(Error::Pm2(format!(
+    pub(crate) fn list(&mut self) -> Result<Vec<Instance>> {
+        match self.request(&Request::List)? {
+            Body::List { list } => parse_processes(list).map_err(|err| {
+                Error::Pm2(format!(
+                    "PM2's process list is not what relman expects: {err}"
+                ))
+            }),
+            Body::Error { error } => Err(Error::Pm2(format!(
                 "PM2 could not list its processes: {error}"
-            )));
+            ))),
+            other => Err(self.unexpected("list", &other)),
         }
-        parse_jlist(&reply)
     }
 
     /// `pm2 reload PM_ID --update-env` with `env` added to the session's clean environment.
-    pub(crate) fn reload(
-        &mut self,
-        pm_id: u64,
-        env: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<()> {
-        let env: serde_json::Map<String, serde_json::Value> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect();
-        let reply = self.request(
-            &serde_json::json!({ "op": "reload", "id": pm_id.to_string(), "env": env }),
-            timeout,
-        )?;
-        match error_of(&reply) {
-            Some(error) => Err(Error::Pm2(format!(
+    pub(crate) fn reload(&mut self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
+        let request = Request::Reload {
+            pm_id,
+            env: env.iter().copied().collect(),
+        };
+        match self.request(&request)? {
+            Body::Reloaded { reloaded } if reloaded == pm_id => Ok(()),
+            Body::Error { error } => Err(Error::Pm2(format!(
                 "PM2 could not reload worker {pm_id}: {error}"
             ))),
-            None => Ok(()),
+            other => Err(self.unexpected("reload", &other)),
         }
+    }
+
+    fn unexpected(&mut self, op: &str, body: &Body) -> Error {
+        self.transport = None;
+        Error::Pm2(format!(
+            "the PM2 session answered a {op} request with {body:?}"
+        ))
     }
 }
 
-fn error_of(reply: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(reply).ok()?;
-    value.get("error")?.as_str().map(str::to_owned)
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Replies scripted per request: the sent lines are recorded, and each `receive` pops the
+    /// next scripted line (or times out when none is left).
+    struct Scripted {
+        sent: Arc<Mutex<Vec<String>>>,
+        replies: VecDeque<String>,
+    }
+
+    impl Transport for Scripted {
+        fn send(&mut self, line: &str) -> std::io::Result<()> {
+            self.sent.lock().unwrap().push(line.to_owned());
+            Ok(())
+        }
+
+        fn receive(&mut self, _timeout: Duration) -> Result<String, RecvTimeoutError> {
+            self.replies.pop_front().ok_or(RecvTimeoutError::Timeout)
+        }
+    }
+
+    fn open(replies: &[&str]) -> (Session, Arc<Mutex<Vec<String>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut lines: VecDeque<String> = replies.iter().map(|s| (*s).to_owned()).collect();
+        lines.push_front(r#"{"id":0,"ready":true}"#.to_owned());
+        let transport = Scripted {
+            sent: Arc::clone(&sent),
+            replies: lines,
+        };
+        let session = Session::over(Box::new(transport), Duration::from_millis(50)).unwrap();
+        (session, sent)
+    }
+
+    const LIST: &str = r#"{"id":1,"list":[{"pm_id":0,"name":"web","pid":10,"pm2_env":{"status":"online","exec_mode":"cluster_mode"}}]}"#;
+
+    #[test]
+    fn requests_carry_ids_and_replies_are_typed() {
+        let (mut session, sent) = open(&[LIST, r#"{"id":2,"reloaded":0}"#]);
+        assert_eq!(session.list().unwrap()[0].pid, 10);
+        session.reload(0, &[("RELMAN_RELEASE", "b")]).unwrap();
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent[0], r#"{"id":1,"op":"list"}"#);
+        assert_eq!(
+            sent[1],
+            r#"{"id":2,"op":"reload","pm_id":0,"env":{"RELMAN_RELEASE":"b"}}"#
+        );
+    }
+
+    #[test]
+    fn a_late_reply_is_never_the_answer_to_the_next_request() {
+        // The reload times out; its late "reloaded" must not answer anything later. The
+        // session is closed by the timeout, so the next request fails instead of reading it.
+        let (mut session, _) = open(&[]);
+        let err = session.reload(0, &[]).unwrap_err();
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        assert!(!session.is_open());
+        let err = session.list().unwrap_err();
+        assert!(err.to_string().contains("ended"), "{err}");
+    }
+
+    #[test]
+    fn replies_to_earlier_requests_are_skipped() {
+        // A reply with an older id arriving first (a request answered twice, or after its
+        // timeout in a transport that kept the session) is dropped.
+        let (mut session, _) = open(&[r#"{"id":0,"reloaded":3}"#, LIST]);
+        assert_eq!(session.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_reply_for_the_wrong_request_or_of_the_wrong_kind_ends_the_session() {
+        let (mut session, _) = open(&[r#"{"id":1,"reloaded":0}"#]);
+        let err = session.list().unwrap_err();
+        assert!(err.to_string().contains("list request"), "{err}");
+        assert!(!session.is_open());
+
+        let (mut session, _) = open(&[r#"{"id":7,"list":[]}"#]);
+        let err = session.list().unwrap_err();
+        assert!(err.to_string().contains("waited for 1"), "{err}");
+
+        let (mut session, _) = open(&[r#"{"id":1,"reloaded":5}"#]);
+        assert!(
+            session.reload(0, &[]).is_err(),
+            "a reload of another worker"
+        );
+
+        let (mut session, _) = open(&["not json"]);
+        assert!(
+            session
+                .list()
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read")
+        );
+    }
+
+    #[test]
+    fn pm2_errors_are_reported_and_keep_the_session() {
+        let (mut session, _) = open(&[r#"{"id":1,"error":"Reload already in progress"}"#, LIST]);
+        let err = session.reload(0, &[]).unwrap_err();
+        assert!(err.to_string().contains("already in progress"), "{err}");
+        assert!(session.is_open());
+        // id 2's reply: LIST carries id 1, an earlier one, so it is skipped and the scripted
+        // transport then times out.
+        assert!(session.list().is_err());
+    }
+
+    #[test]
+    fn a_failed_greeting_is_an_error() {
+        let transport = Scripted {
+            sent: Arc::default(),
+            replies: VecDeque::from([
+                r#"{"id":0,"error":"cannot connect to the PM2 daemon"}"#.to_owned()
+            ]),
+        };
+        let err = Session::over(Box::new(transport), Duration::from_millis(10)).unwrap_err();
+        assert!(err.to_string().contains("cannot connect"), "{err}");
+    }
 }

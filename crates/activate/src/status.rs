@@ -5,7 +5,7 @@ use relman_releases::{DeployRoot, ReleaseId, store};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::pm2::{self, Pm2};
+use crate::pm2::Pm2;
 
 /// The state of a deploy root and its app.
 #[derive(Debug, Clone, Serialize)]
@@ -64,7 +64,7 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
                 instances: instances
                     .into_iter()
                     .map(|i| {
-                        let cwd = pm2::process_cwd(i.pid);
+                        let cwd = relman_sys::proc::cwd(i.pid);
                         let release = cwd
                             .as_ref()
                             .and_then(|c| c.strip_prefix(root.releases_dir()).ok())
@@ -73,7 +73,7 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
                         InstanceStatus {
                             pm_id: i.pm_id,
                             pid: i.pid,
-                            status: i.status,
+                            status: i.status.to_string(),
                             cwd: cwd.map(|c| c.display().to_string()),
                             release,
                             pm_cwd: i.pm_cwd,

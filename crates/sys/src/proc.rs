@@ -1,0 +1,296 @@
+//! Reads of `/proc`: working directories, process identity, and the TCP sockets a process holds.
+//!
+//! Two questions of relman's need these. Does a PM2 worker serve the app's port (it holds a
+//! socket whose local port is the app's: the listening socket itself, or a connection the
+//! cluster primary handed it)? And who listens on the port relman probes (the PM2 daemon relman
+//! drives, or another one)? Both are answered from `/proc/PID/fd` (the socket inodes a process
+//! holds) and `/proc/PID/net/tcp{,6}` (the sockets of its network namespace).
+//!
+//! A process that vanished, or that belongs to another user while relman is not root, simply
+//! has nothing readable: the functions say so with `None` or an empty answer, never a panic.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The resolved working directory of a running process (`/proc/PID/cwd`).
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    if pid == 0 {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// The state of a TCP socket, as the kernel numbers it in `/proc/net/tcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    /// A listening socket (`0A`).
+    Listen,
+    /// A connected socket (`01`).
+    Established,
+    /// Any other state (closing, waiting); the kernel's number.
+    Other(u8),
+}
+
+/// One line of `/proc/PID/net/tcp` or `tcp6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// The local address and port.
+    pub local: SocketAddr,
+    /// The remote address and port (unspecified for a listener).
+    pub remote: SocketAddr,
+    /// Its state.
+    pub state: TcpState,
+    /// The socket's inode (0 for sockets no file descriptor holds, such as `TIME_WAIT`).
+    pub inode: u64,
+}
+
+/// Every TCP socket (IPv4 and IPv6) of the network namespace of `pid`, or of relman's own
+/// namespace when `pid` is `None`.
+pub fn tcp_sockets(pid: Option<u32>) -> io::Result<Vec<TcpSocket>> {
+    let base = match pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/net")),
+        None => PathBuf::from("/proc/self/net"),
+    };
+    let mut sockets = Vec::new();
+    for file in ["tcp", "tcp6"] {
+        let text = match std::fs::read_to_string(base.join(file)) {
+            Ok(text) => text,
+            // A kernel without IPv6 has no `tcp6`.
+            Err(err) if err.kind() == io::ErrorKind::NotFound && file == "tcp6" => continue,
+            Err(err) => return Err(err),
+        };
+        sockets.extend(text.lines().skip(1).filter_map(parse_tcp_line));
+    }
+    Ok(sockets)
+}
+
+/// Parses one line of `/proc/net/tcp{,6}`; the header and anything malformed give `None`.
+fn parse_tcp_line(line: &str) -> Option<TcpSocket> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    if fields.len() < 10 {
+        return None;
+    }
+    let state = u8::from_str_radix(fields[3], 16).ok()?;
+    Some(TcpSocket {
+        local: parse_address(fields[1])?,
+        remote: parse_address(fields[2])?,
+        state: match state {
+            0x0A => TcpState::Listen,
+            0x01 => TcpState::Established,
+            other => TcpState::Other(other),
+        },
+        inode: fields[9].parse().ok()?,
+    })
+}
+
+/// `0100007F:0BB8` (IPv4) or 32 hex digits and a port (IPv6). The kernel prints each 32-bit
+/// word of the address as a host-order number, so the word's native bytes are the address's
+/// bytes in network order.
+fn parse_address(text: &str) -> Option<SocketAddr> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let hex = address.get(i * 8..i * 8 + 8)?;
+        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match address.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The inodes of the sockets a process holds open (`/proc/PID/fd/* -> socket:[INODE]`).
+/// Unreadable (gone, or another user's) is an error.
+pub fn socket_inodes(pid: u32) -> io::Result<HashSet<u64>> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(entry) = entry else { continue };
+        // A descriptor closed between the listing and the read is simply not there.
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if let Some(inode) = socket_inode(&target) {
+            inodes.insert(inode);
+        }
+    }
+    Ok(inodes)
+}
+
+fn socket_inode(target: &Path) -> Option<u64> {
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` holds a TCP socket whose local port is `port`: the listening socket itself
+/// (a cluster worker that shares its primary's handle) or a connection on that port (one the
+/// cluster primary accepted and handed to it). Either way, it serves that port.
+pub fn holds_port(pid: u32, port: u16) -> io::Result<bool> {
+    let inodes = socket_inodes(pid)?;
+    if inodes.is_empty() {
+        return Ok(false);
+    }
+    Ok(tcp_sockets(Some(pid))?.iter().any(|socket| {
+        socket.inode != 0 && socket.local.port() == port && inodes.contains(&socket.inode)
+    }))
+}
+
+/// The listening sockets on `port` in relman's network namespace.
+pub fn listeners(port: u16) -> io::Result<Vec<TcpSocket>> {
+    Ok(tcp_sockets(None)?
+        .into_iter()
+        .filter(|socket| socket.state == TcpState::Listen && socket.local.port() == port)
+        .collect())
+}
+
+/// The processes that hold any of `inodes`, as far as relman can see: processes of other
+/// users are invisible unless relman runs as root.
+pub fn holders(inodes: &HashSet<u64>) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if socket_inodes(pid).is_ok_and(|held| !held.is_disjoint(inodes)) {
+            found.push(pid);
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// Who a process is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Its parent's pid.
+    pub parent: u32,
+    /// Its real user id.
+    pub uid: u32,
+    /// That user's name, from `/etc/passwd`, when it has one.
+    pub user: Option<String>,
+    /// Its command line, arguments joined by spaces (a process may rewrite it: PM2's daemon
+    /// shows `PM2 vX.Y.Z: God Daemon (PM2_HOME)`).
+    pub command: String,
+}
+
+/// Reads who a process is, or `None` when it is gone.
+pub fn info(pid: u32) -> Option<ProcessInfo> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse::<u32>().ok())
+    };
+    let parent = field("PPid:")?;
+    let uid = field("Uid:")?;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let command = raw
+        .split(|b| *b == 0)
+        .filter(|part| !part.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_owned();
+    Some(ProcessInfo {
+        pid,
+        parent,
+        uid,
+        user: user_name(uid),
+        command,
+    })
+}
+
+/// The name of a user id, from `/etc/passwd`.
+pub fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let _password = fields.next()?;
+        (fields.next()?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[test]
+    fn parses_ipv4_and_ipv6_lines() {
+        let v4 = "   0: 0100007F:0BB8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 123456 1 0000000000000000 100 0 0 10 0";
+        let socket = parse_tcp_line(v4).unwrap();
+        assert_eq!(socket.local, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(socket.state, TcpState::Listen);
+        assert_eq!(socket.inode, 123456);
+        let v6 = "   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D2F0 01 00000000:00000000 00:00000000 00000000  1000        0 777 1 0000000000000000 20 4 30 10 -1";
+        let socket = parse_tcp_line(v6).unwrap();
+        assert_eq!(socket.local, "[::1]:8080".parse().unwrap());
+        assert_eq!(socket.remote.port(), 0xD2F0);
+        assert_eq!(socket.state, TcpState::Established);
+        assert!(parse_tcp_line("  sl  local_address rem_address   st").is_none());
+        assert!(parse_tcp_line("0: zz:0BB8 00000000:0000 0A a b c d e 1").is_none());
+    }
+
+    #[test]
+    fn sees_its_own_listener_and_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let me = std::process::id();
+        let found = listeners(port).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let inodes: HashSet<u64> = found.iter().map(|s| s.inode).collect();
+        assert_eq!(holders(&inodes), [me]);
+        assert!(holds_port(me, port).unwrap());
+        drop(listener);
+        assert!(listeners(port).unwrap().is_empty());
+
+        // A connected socket on the port counts too: what a cluster worker holds.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        drop(listener);
+        assert!(holds_port(me, port).unwrap());
+        let free = TcpListener::bind("127.0.0.1:0").unwrap();
+        let unused = free.local_addr().unwrap().port();
+        drop(free);
+        assert!(!holds_port(me, unused).unwrap());
+    }
+
+    #[test]
+    fn reads_its_own_identity() {
+        let me = info(std::process::id()).unwrap();
+        assert_eq!(me.pid, std::process::id());
+        assert!(!me.command.is_empty());
+        assert!(cwd(std::process::id()).is_some());
+        assert!(cwd(0).is_none());
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
+}
