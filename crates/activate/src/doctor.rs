@@ -219,6 +219,9 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                         Some("set `kill_timeout: 10000` (longer than your slowest request) and shut down gracefully on SIGINT (docs/guide.md)".into()),
                     );
                 }
+                if let Some(endpoint) = crate::host::Endpoint::of_url(&config.verify.url) {
+                    port_check(&mut push, &endpoint, &instances);
+                }
             }
         }
     }
@@ -298,6 +301,61 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
         ),
     }
     checks
+}
+
+/// Who serves the probed port: the daemon relman drives, or another one (the multi-daemon
+/// trap: reloads that change nothing users see).
+fn port_check(
+    push: &mut impl FnMut(&'static str, Level, String, Option<String>),
+    endpoint: &crate::host::Endpoint,
+    instances: &[crate::pm2::Instance],
+) {
+    let daemon = Pm2::daemon_pid();
+    let mut ours: Vec<u32> = instances.iter().map(|i| i.pid).filter(|p| *p != 0).collect();
+    ours.extend(daemon);
+    let home = Pm2::home();
+    match crate::daemon::port_owner(endpoint.port, &ours) {
+        crate::daemon::PortOwner::Ours => push(
+            "port",
+            Level::Ok,
+            format!(
+                "{endpoint} is served by the PM2 daemon relman drives (PM2_HOME `{}`)",
+                home.display()
+            ),
+            None,
+        ),
+        crate::daemon::PortOwner::Nobody => push(
+            "port",
+            Level::Warn,
+            format!("nothing listens on {endpoint} (`verify.url`)"),
+            Some("start the app, or point `verify.url` at the port it listens on".into()),
+        ),
+        crate::daemon::PortOwner::Other(owner) => push(
+            "port",
+            Level::Fail,
+            format!(
+                "{endpoint} is served by {}, not by the PM2 daemon relman drives (PM2_HOME `{}`): its reloads would change nothing users see",
+                crate::daemon::describe(&owner),
+                home.display()
+            ),
+            Some(match crate::daemon::pm2_home_of(&owner.command) {
+                Some(other) => format!(
+                    "run relman as {} with `PM2_HOME={other}`, or stop that daemon's app",
+                    owner.user.clone().unwrap_or_else(|| format!("uid {}", owner.uid))
+                ),
+                None => "stop that process, or point `verify.url` at the app's own port".into(),
+            }),
+        ),
+        crate::daemon::PortOwner::Unseen => push(
+            "port",
+            Level::Fail,
+            format!(
+                "{endpoint} is served by a process relman cannot see (another user's), not by the PM2 daemon relman drives (PM2_HOME `{}`)",
+                home.display()
+            ),
+            Some("run relman as the user whose PM2 daemon serves the app".into()),
+        ),
+    }
 }
 
 /// Whether PM2's stored cwd is `ROOT/current` itself (not a resolved release path).
