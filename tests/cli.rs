@@ -1141,6 +1141,151 @@ fn list_is_newest_first_by_created_at_with_current_and_rollback_target() {
     );
 }
 
+/// `(id, current, rollback_target, rolled_back, exclusion)` of every `list --json` row.
+fn rollback_flags(sb: &Sandbox) -> Vec<(String, bool, bool, bool, Value)> {
+    list(sb)
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["current"].as_bool().unwrap(),
+                r["rollback_target"].as_bool().unwrap(),
+                r["rolled_back"]
+                    .as_bool()
+                    .unwrap_or_else(|| panic!("no rolled_back: {r}")),
+                r["exclusion"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    id: &str,
+    current: bool,
+    target: bool,
+    exclusion: Option<&str>,
+) -> (String, bool, bool, bool, Value) {
+    (
+        id.to_owned(),
+        current,
+        target,
+        exclusion.is_some(),
+        exclusion.map_or(Value::Null, Value::from),
+    )
+}
+
+#[test]
+fn a_second_rollback_never_goes_back_to_the_release_rolled_back_from() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "a");
+    build_ok(&sb, &src, "b");
+    activate(&sb, "a");
+    activate(&sb, "b");
+    let back = sb.relman(&["rollback", "--no-reload", "--no-probe"]);
+    back.ok();
+    assert_eq!(back.last_stdout_line(), "a", "{back}");
+
+    // b was rolled back from: not the target, and marked so.
+    assert_eq!(
+        rollback_flags(&sb),
+        [
+            row("b", false, false, Some("rolled-back-from")),
+            row("a", true, false, None)
+        ]
+    );
+    let table = sb.relman(&["list"]);
+    table.ok();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[1].starts_with("b ") && lines[1].ends_with("  rolled back from"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("a ") && lines[2].ends_with("  current"),
+        "{table}"
+    );
+
+    let status = sb.relman(&["status", "--json"]);
+    status.ok();
+    let status = status.json();
+    assert_eq!(status["current"], "a");
+    assert_eq!(status["rollback_target"], Value::Null);
+    let excluded = status["excluded"].as_array().expect("excluded is an array");
+    assert_eq!(excluded.len(), 1, "{status}");
+    assert_eq!(excluded[0]["id"], "b");
+    assert_eq!(excluded[0]["reason"], "rolled-back-from");
+    parse_created_at(&excluded[0]["at"]);
+    let text = sb.relman(&["status"]);
+    text.ok();
+    assert!(
+        text.stdout.contains("rollback target:  -\n")
+            && text
+                .stdout
+                .contains("excluded:         b (rolled back from, "),
+        "{text}"
+    );
+
+    // The bug: a second rollback put the broken release back. Now there is nowhere to go.
+    let history = sb.root.join(".relman/history.jsonl");
+    let entries = count_lines(&history);
+    let again = sb.relman(&["rollback", "--no-reload", "--no-probe"]);
+    again.expect_code(1);
+    assert!(
+        again.expect_one_line_error().contains("no rollback target"),
+        "{again}"
+    );
+    assert_eq!(
+        fs::read_link(sb.root.join("current")).unwrap(),
+        Path::new("releases/a")
+    );
+    assert_eq!(count_lines(&history), entries, "nothing recorded");
+
+    // Naming it is still allowed, and makes it eligible again; a is now the one left.
+    sb.relman(&["rollback", "--to", "b", "--no-reload", "--no-probe"])
+        .ok();
+    assert_eq!(
+        rollback_flags(&sb),
+        [
+            row("b", true, false, None),
+            row("a", false, false, Some("rolled-back-from"))
+        ]
+    );
+    activate(&sb, "a");
+    assert_eq!(
+        rollback_flags(&sb),
+        [row("b", false, true, None), row("a", true, false, None)]
+    );
+    let status = sb.relman(&["status", "--json"]).json();
+    assert_eq!(status["excluded"], serde_json::json!([]));
+}
+
+#[test]
+fn a_rollback_after_a_rollback_goes_to_an_older_release_that_nothing_excludes() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    for id in ["old", "a", "b"] {
+        build_ok(&sb, &src, id);
+    }
+    activate(&sb, "a");
+    activate(&sb, "b");
+    sb.relman(&["rollback", "--no-reload", "--no-probe"]).ok();
+    assert_eq!(
+        rollback_flags(&sb),
+        [
+            row("b", false, false, Some("rolled-back-from")),
+            row("a", true, false, None),
+            row("old", false, true, None),
+        ]
+    );
+    let run = sb.relman(&["rollback", "--no-reload", "--no-probe", "--json"]);
+    run.ok();
+    assert_eq!(
+        (run.json()["from"].clone(), run.json()["to"].clone()),
+        ("a".into(), "old".into())
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. verify
 
