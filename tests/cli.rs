@@ -1141,6 +1141,151 @@ fn list_is_newest_first_by_created_at_with_current_and_rollback_target() {
     );
 }
 
+/// `(id, current, rollback_target, rolled_back, exclusion)` of every `list --json` row.
+fn rollback_flags(sb: &Sandbox) -> Vec<(String, bool, bool, bool, Value)> {
+    list(sb)
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["current"].as_bool().unwrap(),
+                r["rollback_target"].as_bool().unwrap(),
+                r["rolled_back"]
+                    .as_bool()
+                    .unwrap_or_else(|| panic!("no rolled_back: {r}")),
+                r["exclusion"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn row(
+    id: &str,
+    current: bool,
+    target: bool,
+    exclusion: Option<&str>,
+) -> (String, bool, bool, bool, Value) {
+    (
+        id.to_owned(),
+        current,
+        target,
+        exclusion.is_some(),
+        exclusion.map_or(Value::Null, Value::from),
+    )
+}
+
+#[test]
+fn a_second_rollback_never_goes_back_to_the_release_rolled_back_from() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "a");
+    build_ok(&sb, &src, "b");
+    activate(&sb, "a");
+    activate(&sb, "b");
+    let back = sb.relman(&["rollback", "--no-reload", "--no-probe"]);
+    back.ok();
+    assert_eq!(back.last_stdout_line(), "a", "{back}");
+
+    // b was rolled back from: not the target, and marked so.
+    assert_eq!(
+        rollback_flags(&sb),
+        [
+            row("b", false, false, Some("rolled-back-from")),
+            row("a", true, false, None)
+        ]
+    );
+    let table = sb.relman(&["list"]);
+    table.ok();
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert!(
+        lines[1].starts_with("b ") && lines[1].ends_with("  rolled back from"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("a ") && lines[2].ends_with("  current"),
+        "{table}"
+    );
+
+    let status = sb.relman(&["status", "--json"]);
+    status.ok();
+    let status = status.json();
+    assert_eq!(status["current"], "a");
+    assert_eq!(status["rollback_target"], Value::Null);
+    let excluded = status["excluded"].as_array().expect("excluded is an array");
+    assert_eq!(excluded.len(), 1, "{status}");
+    assert_eq!(excluded[0]["id"], "b");
+    assert_eq!(excluded[0]["reason"], "rolled-back-from");
+    parse_created_at(&excluded[0]["at"]);
+    let text = sb.relman(&["status"]);
+    text.ok();
+    assert!(
+        text.stdout.contains("rollback target:  -\n")
+            && text
+                .stdout
+                .contains("excluded:         b (rolled back from, "),
+        "{text}"
+    );
+
+    // The bug: a second rollback put the broken release back. Now there is nowhere to go.
+    let history = sb.root.join(".relman/history.jsonl");
+    let entries = count_lines(&history);
+    let again = sb.relman(&["rollback", "--no-reload", "--no-probe"]);
+    again.expect_code(1);
+    assert!(
+        again.expect_one_line_error().contains("no rollback target"),
+        "{again}"
+    );
+    assert_eq!(
+        fs::read_link(sb.root.join("current")).unwrap(),
+        Path::new("releases/a")
+    );
+    assert_eq!(count_lines(&history), entries, "nothing recorded");
+
+    // Naming it is still allowed, and makes it eligible again; a is now the one left.
+    sb.relman(&["rollback", "--to", "b", "--no-reload", "--no-probe"])
+        .ok();
+    assert_eq!(
+        rollback_flags(&sb),
+        [
+            row("b", true, false, None),
+            row("a", false, false, Some("rolled-back-from"))
+        ]
+    );
+    activate(&sb, "a");
+    assert_eq!(
+        rollback_flags(&sb),
+        [row("b", false, true, None), row("a", true, false, None)]
+    );
+    let status = sb.relman(&["status", "--json"]).json();
+    assert_eq!(status["excluded"], serde_json::json!([]));
+}
+
+#[test]
+fn a_rollback_after_a_rollback_goes_to_an_older_release_that_nothing_excludes() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    for id in ["old", "a", "b"] {
+        build_ok(&sb, &src, id);
+    }
+    activate(&sb, "a");
+    activate(&sb, "b");
+    sb.relman(&["rollback", "--no-reload", "--no-probe"]).ok();
+    assert_eq!(
+        rollback_flags(&sb),
+        [
+            row("b", false, false, Some("rolled-back-from")),
+            row("a", true, false, None),
+            row("old", false, true, None),
+        ]
+    );
+    let run = sb.relman(&["rollback", "--no-reload", "--no-probe", "--json"]);
+    run.ok();
+    assert_eq!(
+        (run.json()["from"].clone(), run.json()["to"].clone()),
+        ("a".into(), "old".into())
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. verify
 
@@ -1165,6 +1310,7 @@ fn verify_reports_exactly_the_changed_missing_and_added_files() {
         clean.json(),
         serde_json::json!({
             "id": "v1", "ok": true, "changed": [], "missing": [], "added": [],
+            "runtime": {"changed": [], "missing": [], "added": []},
             "files": clean.json()["files"], "bytes": clean.json()["bytes"],
         })
     );
@@ -1842,6 +1988,228 @@ fn verify_uses_the_excludes_the_release_was_sealed_with() {
     let manifest = read_file(&sb.release_dir("v2").join(".relman/manifest.sha256"));
     assert!(!manifest.contains("logs/app.log"), "{manifest}");
     sb.relman(&["verify", "v2"]).ok();
+}
+
+/// The fast build plus a small `.next` as `next build` leaves it: a `BUILD_ID`, a prerendered
+/// page and a chunk.
+const NEXT_BUILD_SCRIPT: &str = r#"mkdir -p .next/server/app .next/server/chunks && echo "$RELMAN_RELEASE" > .next/BUILD_ID && echo '<html>prerendered</html>' > .next/server/app/index.html && echo 'chunk' > .next/server/chunks/123.js"#;
+
+fn next_config(extra: &str) -> String {
+    config("", &format!("{BUILD_SCRIPT} && {NEXT_BUILD_SCRIPT}"), extra)
+}
+
+/// What a Next.js server writes into its release once it has served a static page and
+/// regenerated one.
+const SERVED: [&str; 3] = [
+    ".next/server/route-cache/APP_PAGE/4c1e/$/index.html",
+    ".next/server/route-cache/APP_PAGE/4c1e/$/index.meta",
+    ".next/server/route-cache/APP_ROUTE/favicon.ico.body",
+];
+
+fn serve_traffic(release: &Path) {
+    for path in SERVED {
+        write_file(&release.join(path), "written by the app\n");
+    }
+    write_file(
+        &release.join(".next/server/app/index.html"),
+        "<html>regenerated</html>\n",
+    );
+}
+
+#[test]
+fn files_the_app_writes_at_run_time_do_not_fail_verify_or_activate() {
+    let sb = Sandbox::with_config(&next_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "base");
+    build_ok(&sb, &src, "served");
+    assert!(
+        manifest_paths(&sb.release_dir("served")).contains(".next/server/app/index.html"),
+        "a prerendered page is hashed at build time"
+    );
+    activate(&sb, "base");
+    let release = sb.release_dir("served");
+    serve_traffic(&release);
+
+    let run = sb.relman(&["verify", "served", "--json"]);
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["ok"], true, "{run}");
+    for key in ["changed", "missing", "added"] {
+        assert_eq!(report[key], serde_json::json!([]), "{key}: {run}");
+    }
+    assert_eq!(
+        report["runtime"],
+        serde_json::json!({
+            "changed": [".next/server/app/index.html"],
+            "missing": [],
+            "added": SERVED,
+        })
+    );
+    assert_eq!(run.stderr, "", "{run}");
+    let text = sb.relman(&["verify", "served"]);
+    text.ok();
+    assert_eq!(text.stdout, "", "{text}");
+    assert!(
+        text.stderr.contains("release served matches its manifest (")
+            && text.stderr.contains(
+                "; 4 files written at run time by the app are not counted (e.g. `.next/server/route-cache/APP_PAGE/4c1e/$/index.html`)"
+            ),
+        "{text}"
+    );
+
+    // The integrity gate of activate (and so of rollback) passes without --skip-integrity.
+    activate(&sb, "served");
+    activate(&sb, "base");
+    sb.relman(&["rollback", "--to", "served", "--no-reload", "--no-probe"])
+        .ok();
+    activate(&sb, "base");
+
+    // A real difference still fails both, with the run-time files mentioned apart.
+    let chunk = release.join(".next/server/chunks/123.js");
+    let package = release.join("package.json");
+    let build_id = release.join(".next/BUILD_ID");
+    // (kind of difference, path, make it, undo it)
+    type Change<'a> = &'a dyn Fn();
+    let tampers: [(&str, &str, Change, Change); 4] = [
+        (
+            "changed",
+            ".next/server/chunks/123.js",
+            &|| write_file(&chunk, "// injected\n"),
+            &|| write_file(&chunk, "chunk\n"),
+        ),
+        (
+            "added",
+            "app/new.js",
+            &|| write_file(&release.join("app/new.js"), "// new\n"),
+            &|| {
+                fs::remove_file(release.join("app/new.js")).unwrap();
+                let _ = fs::remove_dir(release.join("app"));
+            },
+        ),
+        (
+            "changed",
+            "package.json",
+            &|| write_file(&package, "{}\n"),
+            &|| {
+                fs::copy(src.join("package.json"), &package)
+                    .map(drop)
+                    .unwrap()
+            },
+        ),
+        (
+            "missing",
+            ".next/BUILD_ID",
+            &|| fs::remove_file(&build_id).unwrap(),
+            &|| write_file(&build_id, "served\n"),
+        ),
+    ];
+    for (kind, path, tamper, restore) in tampers {
+        tamper();
+        let run = sb.relman(&["verify", "served", "--json"]);
+        run.expect_code(1);
+        let report = run.json();
+        assert_eq!(report["ok"], false, "{run}");
+        assert_eq!(report[kind], serde_json::json!([path]), "{run}");
+        assert_eq!(
+            report["runtime"]["added"],
+            serde_json::json!(SERVED),
+            "{run}"
+        );
+        let text = sb.relman(&["verify", "served"]);
+        text.expect_code(1);
+        assert_eq!(text.stdout, format!("{kind:8} {path}\n"), "{text}");
+        let error = text.expect_error_line();
+        assert!(
+            error.contains("does not match its manifest")
+                && error.contains(
+                    "added; 4 files written at run time by the app are not counted (e.g. `"
+                ),
+            "{text}"
+        );
+
+        let history = sb.root.join(".relman/history.jsonl");
+        let entries = count_lines(&history);
+        let refused = sb.relman(&["activate", "served", "--no-reload", "--no-probe"]);
+        refused.expect_code(1);
+        assert!(
+            refused
+                .expect_error_line()
+                .contains("release served does not match its manifest"),
+            "{refused}"
+        );
+        assert_eq!(
+            fs::read_link(sb.root.join("current")).unwrap(),
+            Path::new("releases/base"),
+            "{path}"
+        );
+        assert_eq!(count_lines(&history), entries);
+        restore();
+        sb.relman(&["verify", "served"]).ok();
+    }
+}
+
+#[test]
+fn a_seal_without_a_runtime_class_uses_the_config_s() {
+    let sb = Sandbox::with_config(&next_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "old");
+    assert_eq!(
+        seal(&sb, "old")["manifest_runtime"],
+        serde_json::json!([
+            ".next/server/route-cache",
+            ".next/server/app/**/*.html",
+            ".next/server/app/**/*.rsc",
+            ".next/server/app/**/*.meta",
+            ".next/server/app/**/*.body",
+            ".next/server/pages/**/*.html",
+            ".next/server/pages/**/*.json"
+        ])
+    );
+    // A release sealed before the key existed.
+    let mut old_seal = seal(&sb, "old");
+    old_seal.as_object_mut().unwrap().remove("manifest_runtime");
+    write_file(
+        &sb.release_dir("old").join(".relman/release.json"),
+        serde_json::to_vec_pretty(&old_seal).unwrap(),
+    );
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("sealed"));
+    serve_traffic(&sb.release_dir("old"));
+    sb.relman(&["verify", "old"]).ok();
+
+    // The config's list decides: without the route cache in it, those files count.
+    sb.write_config(&next_config(
+        "[manifest]\nruntime = [\".next/server/app/**/*.html\"]\n",
+    ));
+    let run = sb.relman(&["verify", "old", "--json"]);
+    run.expect_code(1);
+    assert_eq!(run.json()["added"], serde_json::json!(SERVED), "{run}");
+    assert_eq!(
+        run.json()["runtime"]["changed"],
+        serde_json::json!([".next/server/app/index.html"]),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_bad_runtime_entry_is_a_configuration_error() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "v1");
+    for entry in [".next/server/[app", "/srv/web/**", "../up/*.html"] {
+        sb.write_config(&fast_config(&format!(
+            "[manifest]\nruntime = [\"{entry}\"]\n"
+        )));
+        for args in [vec!["verify", "v1"], vec!["build", "--source", s(&src)]] {
+            let run = sb.relman(&args);
+            run.expect_code(2);
+            let error = run.expect_one_line_error();
+            assert!(
+                error.contains("`manifest.runtime` entry") && error.contains(entry),
+                "{run}"
+            );
+        }
+    }
+    assert_eq!(sb.release_ids(), ["v1"], "nothing built");
 }
 
 #[test]

@@ -27,11 +27,17 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         "ID", "STATE", "CREATED", "REVISION", "SIZE"
     ));
     for row in rows {
-        let mark = match (row.current, row.rollback_target) {
-            (true, _) => "current",
-            (_, true) => "rollback target",
-            _ => "",
+        let role = match (row.current, row.rollback_target) {
+            (true, _) => Some("current"),
+            (_, true) => Some("rollback target"),
+            _ => None,
         };
+        let exclusion = row.exclusion.map(|e| e.to_string());
+        let mark = [role, exclusion.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
         let created = row
             .created_at
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))

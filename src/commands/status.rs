@@ -19,6 +19,21 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         "rollback target:  {}",
         show(&status.rollback_target)
     ));
+    // Why the target is not simply the release before: a rollback never goes back to what
+    // was rolled back from, failed or was rejected, and an operator asking "where would a
+    // rollback go" needs to see that.
+    for (index, excluded) in status.excluded.iter().enumerate() {
+        ui::data(format!(
+            "{:18}{} ({}, {})",
+            if index == 0 { "excluded:" } else { "" },
+            excluded.id,
+            excluded.exclusion,
+            excluded
+                .exclusion
+                .at()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
     match &status.pm2 {
         None => ui::data("pm2:              (no pm2.app configured)"),
         Some(pm2) => {

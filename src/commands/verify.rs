@@ -1,5 +1,7 @@
 //! `relman verify`.
 
+use relman_releases::manifest::Diff;
+
 use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::error::{CliError, FAILED, OK};
 use crate::ui;
@@ -9,15 +11,19 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
     let root = super::open_root(global)?;
     root.require_initialised()?;
     let report = relman_releases::manifest::verify(&root, id.as_ref())?;
+    let runtime = runtime_note(&report.runtime);
     // A mismatch is a failure (exit 1), reported like every other error: `error: ...` on
     // stderr and, with `--json`, `error` and `code` in the document.
     let mismatch = (!report.ok).then(|| {
         format!(
-            "release {} does not match its manifest: {} changed, {} missing, {} added; build a new release rather than editing one in place",
+            "release {} does not match its manifest: {} changed, {} missing, {} added{}; build a new release rather than editing one in place",
             report.id,
             report.diff.changed.len(),
             report.diff.missing.len(),
-            report.diff.added.len()
+            report.diff.added.len(),
+            runtime
+                .as_ref()
+                .map_or_else(String::new, |note| format!("; {note}")),
         )
     });
     if global.json {
@@ -28,6 +34,7 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
         }
         ui::json(&value);
     } else {
+        // Only the differences that count: the run-time ones are in `--json` and the summary.
         for (label, paths) in [
             ("changed", &report.diff.changed),
             ("missing", &report.diff.missing),
@@ -46,13 +53,28 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
         None => {
             if !global.json {
                 ui::say(format!(
-                    "release {} matches its manifest ({} files, {})",
+                    "release {} matches its manifest ({} files, {}){}",
                     report.id,
                     report.files,
-                    ui::bytes(report.bytes)
+                    ui::bytes(report.bytes),
+                    runtime
+                        .as_ref()
+                        .map_or_else(String::new, |note| format!("; {note}")),
                 ));
             }
             Ok(OK)
         }
     }
+}
+
+/// `6 files written at run time by the app are not counted (e.g. `PATH`)`, or `None` when no
+/// such file differs.
+fn runtime_note(runtime: &Diff) -> Option<String> {
+    let example = runtime.paths().next()?;
+    Some(match runtime.len() {
+        1 => format!("1 file written at run time by the app is not counted (`{example}`)"),
+        count => format!(
+            "{count} files written at run time by the app are not counted (e.g. `{example}`)"
+        ),
+    })
 }

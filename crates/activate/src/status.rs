@@ -14,6 +14,8 @@ pub struct Status {
     pub current: Option<ReleaseId>,
     /// Where a rollback would go.
     pub rollback_target: Option<ReleaseId>,
+    /// Releases a rollback skips, and why, oldest exclusion first.
+    pub excluded: Vec<store::Excluded>,
     /// PM2's view, when `pm2.app` is set.
     pub pm2: Option<Pm2Status>,
     /// The last history entry.
@@ -55,6 +57,7 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
     root.require_initialised()?;
     let config = root.config()?;
     let overview = store::overview(root)?;
+    let excluded = overview.exclusions();
     let last = history::read(root)?.pop();
     let pm2 = (!config.pm2.app.is_empty()).then(|| {
         let app = config.pm2.app.clone();
@@ -94,6 +97,7 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
     Ok(Status {
         current: overview.current,
         rollback_target: overview.rollback_target,
+        excluded,
         pm2,
         last,
     })

@@ -339,6 +339,7 @@ impl Builder<'_> {
             reused_node_modules: reused,
             durations_ms: durations,
             manifest_exclude: Some(self.config.manifest.exclude.clone()),
+            manifest_runtime: Some(self.config.manifest.runtime.clone()),
             files: manifest.files.len() as u64,
             bytes,
         };

@@ -68,21 +68,40 @@ pub struct SharedConfig {
     pub paths: Vec<String>,
 }
 
-/// `[manifest]`: what the checksum manifest leaves out.
+/// `[manifest]`: what the checksum manifest leaves out, and which of its files the app itself
+/// rewrites while it serves.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-#[allow(missing_docs)]
 pub struct ManifestConfig {
+    /// Paths never hashed.
     pub exclude: Vec<String>,
+    /// Paths or globs of files the app may write, change or delete at run time: hashed when
+    /// the build leaves them, but a difference in them never fails `verify` (see
+    /// [`crate::manifest::RuntimeFiles`]).
+    pub runtime: Vec<String>,
 }
 
 impl Default for ManifestConfig {
     fn default() -> Self {
         ManifestConfig {
             exclude: vec!["node_modules".into(), ".next/cache".into()],
+            runtime: DEFAULT_RUNTIME.iter().map(|&p| p.to_owned()).collect(),
         }
     }
 }
+
+/// What a Next.js server writes into its own `.next` while it serves: the route cache filled
+/// on the first request to a static page, and the HTML, RSC, metadata and bodies that ISR
+/// regenerates (its image and fetch caches live in `.next/cache`, excluded altogether).
+pub const DEFAULT_RUNTIME: [&str; 7] = [
+    ".next/server/route-cache",
+    ".next/server/app/**/*.html",
+    ".next/server/app/**/*.rsc",
+    ".next/server/app/**/*.meta",
+    ".next/server/app/**/*.body",
+    ".next/server/pages/**/*.html",
+    ".next/server/pages/**/*.json",
+];
 
 /// `[pm2]`: the app to reload.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -210,6 +229,8 @@ impl Config {
                 check_relative(path).map_err(|why| format!("`{key}` entry \"{path}\" {why}"))?;
             }
         }
+        crate::manifest::RuntimeFiles::new(&self.manifest.runtime)
+            .map_err(|why| format!("`manifest.runtime` {why}"))?;
         for (key, value) in [
             ("build.timeout_secs", self.build.timeout_secs),
             ("pm2.timeout_secs", self.pm2.timeout_secs),
@@ -367,6 +388,15 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 
 [manifest]
 # exclude = ["node_modules", ".next/cache"]
+# runtime = [                  # files the app writes at run time: a difference there never fails `verify`
+#   ".next/server/route-cache",   # a path: it and everything below it
+#   ".next/server/app/**/*.html", # a glob: `*` stays within one directory, `**` crosses them
+#   ".next/server/app/**/*.rsc",
+#   ".next/server/app/**/*.meta",
+#   ".next/server/app/**/*.body",
+#   ".next/server/pages/**/*.html",
+#   ".next/server/pages/**/*.json",
+# ]
 
 [pm2]
 # app = ""                     # the PM2 app name; empty: no reload
@@ -409,6 +439,7 @@ mod tests {
             assert_eq!(config.build.install, "npm ci");
             assert_eq!(config.build.expect, [".next/BUILD_ID"]);
             assert_eq!(config.manifest.exclude, ["node_modules", ".next/cache"]);
+            assert_eq!(config.manifest.runtime, DEFAULT_RUNTIME);
             assert_eq!(config.pm2.timeout_secs, 120);
             assert_eq!(config.retention.keep, 5);
             assert_eq!(config.verify.attempts, 10);
@@ -462,6 +493,13 @@ mod tests {
             ("[verify]\nroutes = [\"/a b\"]", "verify.routes"),
             ("[verify]\nroutes = [\"/a#top\"]", "verify.routes"),
             ("[verify]\nroutes = [\"//evil.example/\"]", "verify.routes"),
+            ("[manifest]\nruntime = [\".next/[abc\"]", "manifest.runtime"),
+            ("[manifest]\nruntime = [\"/srv/x/**\"]", "manifest.runtime"),
+            (
+                "[manifest]\nruntime = [\".next/../**/*.html\"]",
+                "manifest.runtime",
+            ),
+            ("[manifest]\nruntime = [\"\"]", "manifest.runtime"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");

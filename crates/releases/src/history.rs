@@ -109,6 +109,103 @@ pub(crate) fn good_sequence(entries: &[HistoryEntry]) -> Vec<&ReleaseId> {
     sequence
 }
 
+/// Why a release is skipped as a rollback target.
+///
+/// A rollback is the emergency path: it must never bring back what someone (or relman itself)
+/// just moved away from, nor what the preflight refused, until that release has proved itself
+/// live again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Exclusion {
+    /// `relman rollback` (or `rollback --to`) moved away from it.
+    RolledBackFrom {
+        /// When that rollback finished.
+        #[serde(serialize_with = "crate::record::timestamp::serialize")]
+        at: DateTime<Utc>,
+    },
+    /// It went live, failed its proof and was rolled back automatically.
+    #[serde(rename = "failed")]
+    FailedActivation {
+        /// When that activation (or the way back from it) finished.
+        #[serde(serialize_with = "crate::record::timestamp::serialize")]
+        at: DateTime<Utc>,
+    },
+    /// The preflight stopped it before it went live.
+    Rejected {
+        /// When the preflight refused it.
+        #[serde(serialize_with = "crate::record::timestamp::serialize")]
+        at: DateTime<Utc>,
+    },
+}
+
+impl Exclusion {
+    /// When the entry that excluded the release was written.
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Exclusion::RolledBackFrom { at }
+            | Exclusion::FailedActivation { at }
+            | Exclusion::Rejected { at } => *at,
+        }
+    }
+
+    /// The machine name: `rolled-back-from`, `failed` or `rejected` (the JSON `reason`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Exclusion::RolledBackFrom { .. } => "rolled-back-from",
+            Exclusion::FailedActivation { .. } => "failed",
+            Exclusion::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Exclusion::RolledBackFrom { .. } => "rolled back from",
+            Exclusion::FailedActivation { .. } => "failed activation",
+            Exclusion::Rejected { .. } => "rejected",
+        })
+    }
+}
+
+/// The releases a rollback must not go to, as the history tells it (oldest entry first).
+///
+/// Excluded: the `from` of a `rollback` that ended `ok`; the `from` of an `auto-rollback` and
+/// the `to` of any go-live that ended `failed`; the `to` of any go-live the preflight
+/// `rejected`. A later entry that ended `ok` with the release as its `to` (an `activate`, a
+/// `rollback --to`, or a way back that proved it) clears it: it has proved itself since.
+pub fn exclusions(entries: &[HistoryEntry]) -> BTreeMap<ReleaseId, Exclusion> {
+    let mut excluded = BTreeMap::new();
+    for entry in entries {
+        let at = entry.at;
+        match (entry.action, entry.result) {
+            (Action::Rollback, Outcome::Ok) => {
+                if let Some(from) = &entry.from {
+                    excluded.insert(from.clone(), Exclusion::RolledBackFrom { at });
+                }
+            }
+            (Action::AutoRollback, _) => {
+                if let Some(from) = &entry.from {
+                    excluded.insert(from.clone(), Exclusion::FailedActivation { at });
+                }
+            }
+            (Action::Activate | Action::Rollback, Outcome::Failed) => {
+                excluded.insert(entry.to.clone(), Exclusion::FailedActivation { at });
+            }
+            (Action::Activate | Action::Rollback, Outcome::Rejected) => {
+                excluded.insert(entry.to.clone(), Exclusion::Rejected { at });
+            }
+            (Action::Activate, Outcome::Ok) => {}
+        }
+        // After the exclusions, so that an entry going from a release to itself and ending
+        // well leaves it eligible: it is live and proven.
+        if entry.result == Outcome::Ok {
+            excluded.remove(&entry.to);
+        }
+    }
+    excluded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +262,103 @@ mod tests {
         ];
         let ids: Vec<_> = good_sequence(&entries).iter().map(|i| i.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    fn excluded(entries: &[HistoryEntry]) -> Vec<(&'static str, String)> {
+        exclusions(entries)
+            .into_iter()
+            .map(|(id, why)| (why.code(), id.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_manual_rollback_excludes_the_release_it_left() {
+        let entries = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+        ];
+        assert_eq!(excluded(&entries), [("rolled-back-from", "b".into())]);
+        let at = entries[2].at;
+        assert_eq!(
+            exclusions(&entries)[&ReleaseId::parse("b").unwrap()],
+            Exclusion::RolledBackFrom { at }
+        );
+    }
+
+    #[test]
+    fn a_rollback_that_did_not_go_live_excludes_nothing_it_left() {
+        let entries = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Rejected),
+        ];
+        // `a` failed its preflight on the way back; `b` is still live and was never left.
+        assert_eq!(excluded(&entries), [("rejected", "a".into())]);
+    }
+
+    #[test]
+    fn a_failed_activation_and_its_auto_rollback_exclude_it() {
+        let entries = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Failed),
+            entry(Action::AutoRollback, Some("b"), "a", Outcome::Ok),
+        ];
+        assert_eq!(excluded(&entries), [("failed", "b".into())]);
+        // The failed entry alone (a crash before the auto-rollback line) is enough.
+        assert_eq!(excluded(&entries[..2]), [("failed", "b".into())]);
+        // And so is the auto-rollback line alone.
+        let auto = [entries[0].clone(), entries[2].clone()];
+        assert_eq!(excluded(&auto), [("failed", "b".into())]);
+    }
+
+    #[test]
+    fn a_rejected_activation_excludes_it() {
+        let entries = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Rejected),
+        ];
+        assert_eq!(excluded(&entries), [("rejected", "b".into())]);
+        let json = serde_json::to_value(exclusions(&entries)).unwrap();
+        assert_eq!(json["b"]["reason"], "rejected");
+        assert!(json["b"]["at"].as_str().unwrap().ends_with('Z'), "{json}");
+    }
+
+    #[test]
+    fn going_live_again_clears_an_exclusion() {
+        let mut entries = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "c", Outcome::Rejected),
+            entry(Action::Activate, Some("a"), "d", Outcome::Failed),
+            entry(Action::AutoRollback, Some("d"), "a", Outcome::Ok),
+        ];
+        assert_eq!(
+            excluded(&entries),
+            [
+                ("rolled-back-from", "b".into()),
+                ("rejected", "c".into()),
+                ("failed", "d".into())
+            ]
+        );
+        entries.push(entry(Action::Activate, Some("a"), "b", Outcome::Ok));
+        entries.push(entry(Action::Activate, Some("b"), "c", Outcome::Ok));
+        entries.push(entry(Action::Activate, Some("c"), "d", Outcome::Ok));
+        assert_eq!(excluded(&entries), []);
+        // A failure after the clearing counts again.
+        entries.push(entry(Action::Activate, Some("d"), "b", Outcome::Rejected));
+        assert_eq!(excluded(&entries), [("rejected", "b".into())]);
+    }
+
+    #[test]
+    fn rollback_to_clears_the_release_it_names_and_excludes_the_one_it_left() {
+        let entries = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+            entry(Action::Rollback, Some("a"), "b", Outcome::Ok),
+        ];
+        assert_eq!(excluded(&entries), [("rolled-back-from", "a".into())]);
     }
 }

@@ -4,6 +4,12 @@
 //! The manifest covers regular files. Symlinks are neither followed nor hashed (shared paths
 //! are symlinks whose targets are meant to change), and `.relman/` plus the configured
 //! excludes are left out.
+//!
+//! Some files are the app's own to rewrite: a Next.js server fills `.next/server/route-cache`
+//! on the first request to a static page and regenerates ISR pages in place. Those are still
+//! hashed when the build leaves them, but `verify` reports their differences apart
+//! ([`RuntimeFiles`]): a release that has served traffic must still verify, else a rollback
+//! (the emergency path) to it would be refused.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -17,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ReleaseId;
-use crate::record::{MANIFEST_FILE, META_DIR};
+use crate::record::{MANIFEST_FILE, META_DIR, SEAL_FILE};
 use crate::root::DeployRoot;
 
 /// A manifest: relative path → SHA-256, sorted by path.
@@ -262,6 +268,96 @@ impl Diff {
     pub fn is_clean(&self) -> bool {
         self.changed.is_empty() && self.missing.is_empty() && self.added.is_empty()
     }
+
+    /// How many files differ.
+    pub fn len(&self) -> usize {
+        self.changed.len() + self.missing.len() + self.added.len()
+    }
+
+    /// Whether nothing differs (the same as [`Diff::is_clean`]).
+    pub fn is_empty(&self) -> bool {
+        self.is_clean()
+    }
+
+    /// Every differing path, added first, then changed, then missing.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.added
+            .iter()
+            .chain(&self.changed)
+            .chain(&self.missing)
+            .map(String::as_str)
+    }
+
+    /// Splits into the differences outside the run-time class and those inside it.
+    pub fn partition(self, runtime: &RuntimeFiles) -> (Diff, Diff) {
+        let split = |paths: Vec<String>| -> (Vec<String>, Vec<String>) {
+            paths.into_iter().partition(|p| !runtime.contains(p))
+        };
+        let (changed, runtime_changed) = split(self.changed);
+        let (missing, runtime_missing) = split(self.missing);
+        let (added, runtime_added) = split(self.added);
+        (
+            Diff {
+                changed,
+                missing,
+                added,
+            },
+            Diff {
+                changed: runtime_changed,
+                missing: runtime_missing,
+                added: runtime_added,
+            },
+        )
+    }
+}
+
+/// The run-time class of a release: files the app itself may write, change or delete while it
+/// serves (`manifest.runtime`).
+///
+/// An entry without glob metacharacters is a path and everything below it (compared by whole
+/// components, like `manifest.exclude`); an entry with them is a glob matched against the whole
+/// relative path, `*` staying within one directory and `**` crossing them.
+#[derive(Debug, Clone)]
+pub struct RuntimeFiles {
+    prefixes: Vec<Utf8PathBuf>,
+    globs: globset::GlobSet,
+}
+
+/// What makes an entry a glob rather than a path.
+const GLOB_META: [char; 6] = ['*', '?', '[', ']', '{', '}'];
+
+impl RuntimeFiles {
+    /// Compiles the entries; the error names the bad entry and why (the caller adds the key).
+    pub fn new(entries: &[String]) -> std::result::Result<RuntimeFiles, String> {
+        let mut prefixes = Vec::new();
+        let mut globs = globset::GlobSetBuilder::new();
+        for entry in entries {
+            crate::config::check_relative(entry)
+                .map_err(|why| format!("entry \"{entry}\" {why}"))?;
+            if entry.contains(GLOB_META) {
+                let glob = globset::GlobBuilder::new(entry)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|err| {
+                        format!("entry \"{entry}\" is not a valid glob: {}", err.kind())
+                    })?;
+                globs.add(glob);
+            } else {
+                prefixes.push(Utf8PathBuf::from(entry));
+            }
+        }
+        let globs = globs
+            .build()
+            .map_err(|err| format!("could not be compiled: {err}"))?;
+        Ok(RuntimeFiles { prefixes, globs })
+    }
+
+    /// Whether a release-relative path is in the run-time class.
+    pub fn contains(&self, path: &str) -> bool {
+        let path = Utf8Path::new(path);
+        self.prefixes.iter().any(|prefix| path.starts_with(prefix))
+            || self.globs.is_match(path.as_std_path())
+    }
 }
 
 /// The result of `relman verify`.
@@ -269,11 +365,14 @@ impl Diff {
 pub struct VerifyReport {
     /// The release checked.
     pub id: ReleaseId,
-    /// Whether it matches its manifest.
+    /// Whether it matches its manifest, files written at run time aside.
     pub ok: bool,
-    /// The differences.
+    /// The differences that count: every one outside the run-time class.
     #[serde(flatten)]
     pub diff: Diff,
+    /// Differences in files the app writes at run time (`manifest.runtime`): reported, never
+    /// counted.
+    pub runtime: Diff,
     /// Files checked.
     pub files: usize,
     /// Bytes hashed.
@@ -295,19 +394,31 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     let manifest_path = release.dir.join(META_DIR).join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&manifest_path).at("failed to read", &manifest_path)?;
     let expected = Manifest::parse(&text, &manifest_path)?;
-    let exclude = release
-        .seal
-        .as_ref()
+    let seal = release.seal.as_ref();
+    let exclude = seal
         .and_then(|seal| seal.manifest_exclude.as_ref())
         .unwrap_or(&config.manifest.exclude);
+    // Like the excludes, the run-time class the release was sealed with wins over today's
+    // config; seals older than the key fall back to the config.
+    let runtime = match seal.and_then(|seal| seal.manifest_runtime.as_ref()) {
+        Some(entries) => RuntimeFiles::new(entries).map_err(|why| Error::Malformed {
+            path: release.dir.join(META_DIR).join(SEAL_FILE),
+            message: format!("`manifest_runtime` {why}"),
+        })?,
+        None => RuntimeFiles::new(&config.manifest.runtime).map_err(|why| Error::Config {
+            path: root.path().join(crate::config::CONFIG_FILE),
+            message: format!("`manifest.runtime` {why}"),
+        })?,
+    };
     let actual = compute(&release.dir, exclude)?;
-    let diff = expected.diff(&actual);
+    let (diff, runtime) = expected.diff(&actual).partition(&runtime);
     Ok(VerifyReport {
         id,
         ok: diff.is_clean(),
         files: actual.files.len(),
         bytes: actual.bytes,
         diff,
+        runtime,
     })
 }
 
@@ -368,5 +479,192 @@ mod tests {
         let line = format!("{}  ../etc/passwd\n", "0".repeat(64));
         assert!(Manifest::parse(&line, Utf8Path::new("m")).is_err());
         assert!(Manifest::parse("zz  a\n", Utf8Path::new("m")).is_err());
+    }
+
+    fn runtime(entries: &[&str]) -> RuntimeFiles {
+        RuntimeFiles::new(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn the_default_runtime_class_is_what_next_writes_while_it_serves() {
+        let defaults = runtime(&crate::config::DEFAULT_RUNTIME);
+        for path in [
+            ".next/server/route-cache/APP_PAGE/1f3a/$/index.html",
+            ".next/server/route-cache/APP_PAGE/1f3a/$/index.segments/_tree.segment.rsc",
+            ".next/server/route-cache/APP_ROUTE/favicon.ico.body",
+            ".next/server/app/index.html",
+            ".next/server/app/blog/[slug]/first.rsc",
+            ".next/server/app/blog/first.meta",
+            ".next/server/app/feed.xml.body",
+            ".next/server/pages/about.html",
+            ".next/server/pages/about.json",
+        ] {
+            assert!(defaults.contains(path), "{path}");
+        }
+        for path in [
+            ".next/server/chunks/123.js",
+            ".next/server/app/page.js",
+            ".next/server/app/index.html.js",
+            ".next/server/route-cache-old/x",
+            ".next/server/pages-manifest.json",
+            ".next/BUILD_ID",
+            "app/index.html",
+            "package.json",
+        ] {
+            assert!(!defaults.contains(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_single_star_stays_within_a_directory_and_a_path_covers_what_is_below() {
+        let class = runtime(&["out/*.html", "logs"]);
+        assert!(class.contains("out/index.html"));
+        assert!(!class.contains("out/blog/index.html"));
+        assert!(class.contains("logs"));
+        assert!(class.contains("logs/app/today.log"));
+        assert!(!class.contains("logs.txt"));
+        assert!(!class.contains("other/logs/x"));
+        assert!(!runtime(&[]).contains("anything"));
+    }
+
+    #[test]
+    fn bad_runtime_entries_are_refused_with_the_entry_named() {
+        for (entry, why) in [
+            ("/abs/**", "relative"),
+            ("a/../b/*.html", "`..`"),
+            ("", "empty"),
+            (".next/[abc", "not a valid glob"),
+            (".next/{a,b", "not a valid glob"),
+        ] {
+            let err = RuntimeFiles::new(&[entry.to_owned()]).unwrap_err();
+            assert!(
+                err.contains(&format!("\"{entry}\"")) && err.contains(why),
+                "{entry}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn partition_sets_the_runtime_differences_apart() {
+        let diff = Diff {
+            changed: vec![".next/server/app/index.html".into(), "server.js".into()],
+            missing: vec![".next/server/pages/a.json".into()],
+            added: vec![
+                ".next/server/route-cache/x/$/index.html".into(),
+                "new.js".into(),
+            ],
+        };
+        let (real, runtime) = diff.partition(&runtime(&crate::config::DEFAULT_RUNTIME));
+        assert_eq!(
+            real,
+            Diff {
+                changed: vec!["server.js".into()],
+                missing: vec![],
+                added: vec!["new.js".into()],
+            }
+        );
+        assert_eq!(runtime.changed, [".next/server/app/index.html"]);
+        assert_eq!(runtime.missing, [".next/server/pages/a.json"]);
+        assert_eq!(runtime.added, [".next/server/route-cache/x/$/index.html"]);
+        assert_eq!(runtime.len(), 3);
+    }
+
+    /// `relman.toml` with a build that writes a small `.next` (an ISR page, a chunk), and
+    /// `manifest` as the `[manifest]` table's body.
+    fn write_config(root: &DeployRoot, manifest: &str) {
+        let build = "mkdir -p .next/server/app .next/server/chunks && echo page > .next/server/app/index.html && echo chunk > .next/server/chunks/123.js";
+        std::fs::write(
+            root.path().join(crate::config::CONFIG_FILE),
+            format!("[build]\ninstall = \"\"\ncommand = \"{build}\"\nexpect = []\n[manifest]\n{manifest}\n"),
+        )
+        .unwrap();
+    }
+
+    /// A deploy root whose `[manifest]` is `manifest`, and one sealed release `r1`.
+    fn sealed_release(manifest: &str) -> (tempfile::TempDir, DeployRoot, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8Path::from_path(dir.path()).unwrap();
+        let (root, _) = DeployRoot::init(&base.join("root"), &mut |_| {}).unwrap();
+        write_config(&root, manifest);
+        std::fs::create_dir_all(base.join("src")).unwrap();
+        std::fs::write(base.join("src/server.js"), "// app\n").unwrap();
+        let request = crate::BuildRequest {
+            source: Some(crate::SourceSpec::Dir(base.join("src"))),
+            id: Some(ReleaseId::parse("r1").unwrap()),
+            no_reuse: false,
+        };
+        let report = crate::build(&root, &request, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        (dir, root, report.dir)
+    }
+
+    fn verify_r1(root: &DeployRoot) -> VerifyReport {
+        verify(root, Some(&ReleaseId::parse("r1").unwrap())).unwrap()
+    }
+
+    #[test]
+    fn verify_reports_runtime_files_apart_and_counts_only_the_others() {
+        let (_guard, root, release) = sealed_release("");
+        let manifest = std::fs::read_to_string(manifest_path(&release)).unwrap();
+        assert!(
+            manifest.contains(".next/server/app/index.html"),
+            "hashed at build time"
+        );
+
+        std::fs::create_dir_all(release.join(".next/server/route-cache/APP_PAGE/x/$")).unwrap();
+        std::fs::write(
+            release.join(".next/server/route-cache/APP_PAGE/x/$/index.html"),
+            "c",
+        )
+        .unwrap();
+        std::fs::write(release.join(".next/server/app/index.html"), "regenerated").unwrap();
+        let report = verify_r1(&root);
+        assert!(report.ok, "{report:?}");
+        assert!(report.diff.is_clean(), "{report:?}");
+        assert_eq!(report.runtime.changed, [".next/server/app/index.html"]);
+        assert_eq!(
+            report.runtime.added,
+            [".next/server/route-cache/APP_PAGE/x/$/index.html"]
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["added"], serde_json::json!([]));
+        assert_eq!(
+            json["runtime"]["added"][0],
+            ".next/server/route-cache/APP_PAGE/x/$/index.html"
+        );
+
+        std::fs::write(release.join(".next/server/chunks/123.js"), "tampered").unwrap();
+        let report = verify_r1(&root);
+        assert!(!report.ok);
+        assert_eq!(report.diff.changed, [".next/server/chunks/123.js"]);
+        assert_eq!(report.runtime.len(), 2);
+    }
+
+    #[test]
+    fn the_seal_s_runtime_class_wins_and_an_older_seal_uses_the_config_s() {
+        let (_guard, root, release) = sealed_release("runtime = [\".next/server/app\"]");
+        std::fs::write(release.join(".next/server/app/index.html"), "regenerated").unwrap();
+        write_config(&root, "runtime = []");
+        assert!(
+            verify_r1(&root).ok,
+            "sealed with `.next/server/app` as run-time files"
+        );
+
+        // A seal from before `manifest_runtime`: today's config decides.
+        let seal_path = release.join(META_DIR).join(SEAL_FILE);
+        let mut seal: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&seal_path).unwrap()).unwrap();
+        assert_eq!(
+            seal["manifest_runtime"],
+            serde_json::json!([".next/server/app"])
+        );
+        seal.as_object_mut().unwrap().remove("manifest_runtime");
+        std::fs::write(&seal_path, serde_json::to_vec(&seal).unwrap()).unwrap();
+        let report = verify_r1(&root);
+        assert!(!report.ok, "the config lists no run-time files: {report:?}");
+        assert_eq!(report.diff.changed, [".next/server/app/index.html"]);
+        write_config(&root, "runtime = [\".next/server/app/*.html\"]");
+        let report = verify_r1(&root);
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.runtime.changed, [".next/server/app/index.html"]);
     }
 }

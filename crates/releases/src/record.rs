@@ -55,6 +55,11 @@ pub struct Seal {
     /// config later does not make older releases look tampered with.
     #[serde(default)]
     pub manifest_exclude: Option<Vec<String>>,
+    /// The `manifest.runtime` of the build: which files `verify` reports apart because the app
+    /// writes them at run time. Kept for the same reason as `manifest_exclude`; `None` in seals
+    /// written before the key existed, and then `verify` uses the config's.
+    #[serde(default)]
+    pub manifest_runtime: Option<Vec<String>>,
     /// Files in the manifest.
     pub files: u64,
     /// Bytes of the whole release directory, `node_modules` included.

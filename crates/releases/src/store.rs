@@ -1,13 +1,15 @@
 //! Reading the releases of a deploy root: their states, their order, which one is current and
 //! which one a rollback would go to.
 
+use std::collections::BTreeMap;
+
 use camino::Utf8PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fs::lock::is_locked;
-use crate::history::{self, HistoryEntry};
+use crate::history::{self, Exclusion, HistoryEntry};
 use crate::id::ReleaseId;
 use crate::record::{self, LOCK_FILE, LOG_FILE, META_DIR, Seal};
 use crate::root::DeployRoot;
@@ -148,31 +150,33 @@ pub fn sealed_release(root: &DeployRoot, id: &ReleaseId) -> Result<Release> {
 ///
 /// The release that was live before the current one per the history (skipping activations
 /// that failed or were rejected, and releases that are gone or unsealed); without such
-/// history, the newest sealed release older than the current one by `created_at`.
+/// history, the newest sealed release older than the current one by `created_at`. On both
+/// paths, a release in [`history::exclusions`] is never the target: rolling back must not
+/// bring back what was just rolled back from.
 pub fn rollback_target(
     releases: &[Release],
     history: &[HistoryEntry],
     current: Option<&ReleaseId>,
 ) -> Option<ReleaseId> {
     let current = current?;
-    let sealed = |id: &ReleaseId| {
-        releases
-            .iter()
-            .any(|r| &r.id == id && r.state == State::Sealed)
+    let excluded = history::exclusions(history);
+    let eligible = |id: &ReleaseId| {
+        id != current
+            && !excluded.contains_key(id)
+            && releases
+                .iter()
+                .any(|r| &r.id == id && r.state == State::Sealed)
     };
     let sequence = history::good_sequence(history);
     if sequence.last() == Some(&current)
-        && let Some(id) = sequence
-            .iter()
-            .rev()
-            .find(|id| **id != current && sealed(id))
+        && let Some(id) = sequence.iter().rev().find(|id| eligible(id))
     {
         return Some((*id).clone());
     }
     let current_created = releases.iter().find(|r| &r.id == current)?.created_at;
     releases
         .iter()
-        .filter(|r| r.state == State::Sealed && &r.id != current)
+        .filter(|r| eligible(&r.id))
         .find(|r| (r.created_at, &r.id) < (current_created, current))
         .map(|r| r.id.clone())
 }
@@ -186,6 +190,8 @@ pub struct Overview {
     pub current: Option<ReleaseId>,
     /// Where a rollback would go.
     pub rollback_target: Option<ReleaseId>,
+    /// Releases on disk that a rollback skips, and why.
+    pub excluded: BTreeMap<ReleaseId, Exclusion>,
 }
 
 /// Reads releases, `current`, history and the rollback target in one go.
@@ -194,11 +200,25 @@ pub fn overview(root: &DeployRoot) -> Result<Overview> {
     let current = root.current()?;
     let history = history::read(root)?;
     let rollback_target = rollback_target(&releases, &history, current.as_ref());
+    // Pruned releases may still be named in the history; only the ones on disk matter here.
+    let mut excluded = history::exclusions(&history);
+    excluded.retain(|id, _| releases.iter().any(|r| &r.id == id));
     Ok(Overview {
         releases,
         current,
         rollback_target,
+        excluded,
     })
+}
+
+/// One release a rollback skips, for `relman status --json`: `{"id", "reason", "at"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Excluded {
+    /// The release.
+    pub id: ReleaseId,
+    /// Why, and since when.
+    #[serde(flatten)]
+    pub exclusion: Exclusion,
 }
 
 /// One row of `relman list --json`.
@@ -212,6 +232,11 @@ pub struct ListEntry {
     pub current: bool,
     /// Whether a rollback would go to it.
     pub rollback_target: bool,
+    /// Whether a rollback skips it (any exclusion).
+    pub rolled_back: bool,
+    /// Why a rollback skips it: `rolled-back-from`, `failed` or `rejected`.
+    #[serde(serialize_with = "exclusion_code")]
+    pub exclusion: Option<Exclusion>,
     /// When its build started.
     pub created_at: Option<DateTime<Utc>>,
     /// The source's git commit, if known.
@@ -230,10 +255,235 @@ impl Overview {
                 state: r.state,
                 current: self.current.as_ref() == Some(&r.id),
                 rollback_target: self.rollback_target.as_ref() == Some(&r.id),
+                rolled_back: self.excluded.contains_key(&r.id),
+                exclusion: self.excluded.get(&r.id).copied(),
                 created_at: r.created_at,
                 revision: r.seal.as_ref().and_then(|s| s.revision.clone()),
                 bytes: r.seal.as_ref().map(|s| s.bytes),
             })
             .collect()
+    }
+
+    /// The releases a rollback skips, oldest exclusion first.
+    pub fn exclusions(&self) -> Vec<Excluded> {
+        let mut excluded: Vec<Excluded> = self
+            .excluded
+            .iter()
+            .map(|(id, exclusion)| Excluded {
+                id: id.clone(),
+                exclusion: *exclusion,
+            })
+            .collect();
+        excluded.sort_by_key(|e| (e.exclusion.at(), e.id.clone()));
+        excluded
+    }
+
+    /// The skipped releases in words, e.g. `20260102 (rolled back from), 20260101 (failed
+    /// activation)`, newest exclusion first; `None` when nothing is skipped. For the message
+    /// that says there is no rollback target.
+    pub fn exclusions_summary(&self) -> Option<String> {
+        let excluded = self.exclusions();
+        (!excluded.is_empty()).then(|| {
+            excluded
+                .iter()
+                .rev()
+                .map(|e| format!("{} ({})", e.id, e.exclusion))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+}
+
+fn exclusion_code<S: serde::Serializer>(
+    exclusion: &Option<Exclusion>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match exclusion {
+        Some(exclusion) => serializer.serialize_str(exclusion.code()),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Action, Outcome};
+
+    fn id(text: &str) -> ReleaseId {
+        ReleaseId::parse(text).unwrap()
+    }
+
+    /// Sealed releases created in the order given (the first is the oldest).
+    fn sealed(ids: &[&str]) -> Vec<Release> {
+        let start = Utc::now();
+        let mut releases: Vec<Release> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Release {
+                id: id(name),
+                state: State::Sealed,
+                created_at: Some(start + chrono::Duration::seconds(i as i64)),
+                seal: None,
+                dir: Utf8PathBuf::from("releases").join(name),
+            })
+            .collect();
+        releases.reverse();
+        releases
+    }
+
+    fn entry(action: Action, from: Option<&str>, to: &str, result: Outcome) -> HistoryEntry {
+        HistoryEntry {
+            at: Utc::now(),
+            action,
+            from: from.map(id),
+            to: id(to),
+            result,
+            reason: None,
+            durations_ms: std::collections::BTreeMap::new(),
+        }
+    }
+
+    fn target(releases: &[Release], history: &[HistoryEntry], current: &str) -> Option<String> {
+        rollback_target(releases, history, Some(&id(current))).map(|id| id.to_string())
+    }
+
+    #[test]
+    fn a_second_rollback_never_brings_back_the_release_rolled_back_from() {
+        let history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+        ];
+        assert_eq!(target(&sealed(&["a", "b"]), &history, "a"), None);
+        // An older sealed release that nothing excludes is where the fallback goes.
+        assert_eq!(
+            target(&sealed(&["old", "a", "b"]), &history, "a").as_deref(),
+            Some("old")
+        );
+    }
+
+    #[test]
+    fn the_fallback_skips_a_failed_activation_older_than_current() {
+        // `b` was built before `a` but activated after it, failed and was rolled back: the
+        // history path has nothing before `a`, and the fallback by `created_at` must not
+        // pick `b`.
+        let releases = sealed(&["b", "a"]);
+        let history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Failed),
+            entry(Action::AutoRollback, Some("b"), "a", Outcome::Ok),
+        ];
+        assert_eq!(target(&releases, &history[..1], "a").as_deref(), Some("b"));
+        assert_eq!(target(&releases, &history, "a"), None);
+    }
+
+    #[test]
+    fn a_rejected_release_is_never_the_target() {
+        let releases = sealed(&["old", "b", "a"]);
+        let history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Rejected),
+        ];
+        assert_eq!(target(&releases, &history, "a").as_deref(), Some("old"));
+    }
+
+    #[test]
+    fn an_auto_rollback_leaves_the_release_before_as_target() {
+        let releases = sealed(&["a", "b", "c"]);
+        let history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Activate, Some("b"), "c", Outcome::Failed),
+            entry(Action::AutoRollback, Some("c"), "b", Outcome::Ok),
+        ];
+        assert_eq!(target(&releases, &history, "b").as_deref(), Some("a"));
+        // Rolling back to `a` by hand then leaves nothing: `b` was left, `c` failed.
+        let mut history = history;
+        history.push(entry(Action::Rollback, Some("b"), "a", Outcome::Ok));
+        assert_eq!(target(&releases, &history, "a"), None);
+    }
+
+    #[test]
+    fn a_release_activated_again_is_eligible_again() {
+        let releases = sealed(&["a", "b", "c"]);
+        let mut history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "c", Outcome::Ok),
+        ];
+        // Per the history `a` was live before `c`; `b` is skipped either way.
+        assert_eq!(target(&releases, &history, "c").as_deref(), Some("a"));
+        history.push(entry(Action::Activate, Some("c"), "b", Outcome::Ok));
+        history.push(entry(Action::Activate, Some("b"), "c", Outcome::Ok));
+        assert_eq!(target(&releases, &history, "c").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn rollback_to_makes_the_named_release_eligible_again() {
+        let releases = sealed(&["a", "b", "c"]);
+        let mut history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+            entry(Action::Rollback, Some("a"), "b", Outcome::Ok),
+        ];
+        // `a` was rolled back from in its turn.
+        assert_eq!(target(&releases, &history, "b"), None);
+        history.push(entry(Action::Activate, Some("b"), "c", Outcome::Ok));
+        assert_eq!(target(&releases, &history, "c").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn the_overview_lists_exclusions_in_rows_and_words() {
+        let releases = sealed(&["a", "b", "c"]);
+        let mut history = vec![
+            entry(Action::Activate, None, "a", Outcome::Ok),
+            entry(Action::Activate, Some("a"), "c", Outcome::Rejected),
+            entry(Action::Activate, Some("a"), "b", Outcome::Ok),
+            entry(Action::Rollback, Some("b"), "a", Outcome::Ok),
+        ];
+        // Distinct times, so the order by exclusion time is the order of the entries.
+        let start = Utc::now();
+        for (i, entry) in history.iter_mut().enumerate() {
+            entry.at = start + chrono::Duration::seconds(i as i64);
+        }
+        let overview = Overview {
+            rollback_target: rollback_target(&releases, &history, Some(&id("a"))),
+            excluded: history::exclusions(&history),
+            current: Some(id("a")),
+            releases,
+        };
+        let rows = serde_json::to_value(overview.list()).unwrap();
+        let flags: Vec<_> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].clone(),
+                    r["rolled_back"].clone(),
+                    r["exclusion"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("c".into(), true.into(), "rejected".into()),
+                ("b".into(), true.into(), "rolled-back-from".into()),
+                ("a".into(), false.into(), serde_json::Value::Null),
+            ]
+        );
+        let excluded = serde_json::to_value(overview.exclusions()).unwrap();
+        assert_eq!(excluded[0]["id"], "c");
+        assert_eq!(excluded[0]["reason"], "rejected");
+        assert_eq!(excluded[1]["id"], "b");
+        assert_eq!(excluded[1]["reason"], "rolled-back-from");
+        assert!(excluded[1]["at"].is_string(), "{excluded}");
+        assert_eq!(
+            overview.exclusions_summary().as_deref(),
+            Some("b (rolled back from), c (rejected)")
+        );
     }
 }
