@@ -180,29 +180,37 @@ interval_ms = 300
     }
 
     fn start_app(&self) {
-        let ecosystem = self.root.join("ecosystem.config.js");
+        self.start_app_under(&self.pm2, self.port);
+    }
+
+    /// Starts the app from `ROOT/current` under `pm2` (this deploy's daemon or another one) on
+    /// `port`, and waits until it answers there.
+    fn start_app_under(&self, pm2: &Pm2, port: u16) {
+        let ecosystem = self
+            .root
+            .parent()
+            .unwrap()
+            .join(format!("ecosystem-{port}.config.js"));
         std::fs::write(
             &ecosystem,
             format!(
                 "module.exports = {{ apps: [{{ name: '{}', script: 'server.js', cwd: '{}', instances: 2, exec_mode: 'cluster', kill_timeout: 10000, env: {{ PORT: '{}' }} }}] }};\n",
                 self.app,
                 self.root.join("current").display(),
-                self.port
+                port
             ),
         )
         .unwrap();
-        let out = self.pm2.cmd(&["start", ecosystem.to_str().unwrap()]);
+        let out = pm2.cmd(&["start", ecosystem.to_str().unwrap()]);
         assert!(
             out.status.success(),
             "pm2 start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.relman(&["probe"]).out.status.code() != Some(0) {
-            assert!(
-                Instant::now() < deadline,
-                "the app never answered its health URL"
-            );
+        let url = format!("http://127.0.0.1:{port}/health");
+        while !answers(&url) {
+            assert!(Instant::now() < deadline, "the app never answered {url}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -267,6 +275,19 @@ impl Run {
     fn json(&self, expected: i32) -> Value {
         serde_json::from_slice(&self.code(expected).stdout).expect("one JSON document")
     }
+}
+
+/// Whether `url` answers 200 (one try, a fresh connection).
+fn answers(url: &str) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .is_ok_and(|response| response.status() == 200)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -777,4 +798,140 @@ interval_ms = 300
     for id in ["a", "b"] {
         deploy.relman(&["verify", id]).success();
     }
+}
+
+/// Starts the load the zero-downtime tests run under: keep-alive, fresh-connection and slow
+/// requests against the app's port.
+fn start_load(port: u16) -> Load {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 1,
+        slow_ms: 800,
+        max_duration: Duration::from_secs(600),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
+
+#[test]
+fn a_release_that_never_listens_under_pm2_is_caught_at_its_first_worker() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-hang");
+    deploy.build("a", "healthy");
+    deploy.build("b", "healthy");
+    // Passes the preflight (plain `node server.js` listens); under PM2 it boots and never
+    // listens, so PM2's reload returns when its listen_timeout (3 s) runs out.
+    deploy.build("hang", "hang-under-pm2");
+    deploy.serve_first("a");
+    let load = start_load(deploy.port);
+
+    let report = deploy.relman(&["activate", "hang", "--json"]).json(3);
+    assert_eq!(report["result"], "failed", "{report}");
+    assert_eq!(report["rolled_back_to"], "a", "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("worker 0") && reason.contains("never served"),
+        "{reason}"
+    );
+    // Only worker 0 went to `hang` (and back): worker 1 kept serving `a` throughout.
+    let moved: Vec<(u64, &str)> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["pm_id"].as_u64().unwrap(), w["release"].as_str().unwrap()))
+        .collect();
+    let first = moved[0].0;
+    assert_eq!(moved, [(first, "hang"), (first, "a")], "{report}");
+    deploy.assert_live("a");
+
+    // A good release after it, then a manual rollback away from it: that release is never the
+    // rollback target again, so a second rollback has nowhere to go.
+    deploy.relman(&["activate", "b"]).success();
+    deploy.assert_live("b");
+    let report = deploy.relman(&["rollback", "--json"]).json(0);
+    assert_eq!(report["to"], "a", "{report}");
+    deploy.assert_live("a");
+    let list = deploy.relman(&["list", "--json"]).json(0);
+    for row in list.as_array().unwrap() {
+        assert_eq!(row["rollback_target"], false, "{row}");
+        if row["id"] == "b" {
+            assert_eq!(row["exclusion"], "rolled-back-from", "{row}");
+        }
+        if row["id"] == "hang" {
+            assert_eq!(row["exclusion"], "failed", "{row}");
+        }
+    }
+    let status = deploy.relman(&["status", "--json"]).json(0);
+    assert_eq!(status["rollback_target"], Value::Null, "{status}");
+    let run = deploy.relman(&["rollback"]);
+    let err = String::from_utf8_lossy(&run.code(1).stderr).into_owned();
+    assert!(
+        err.contains("no rollback target") && err.contains("b (rolled back from"),
+        "{err}"
+    );
+    deploy.assert_live("a");
+
+    let stats = load.stop();
+    eprintln!("never-listens load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 500,
+        "too little load to prove anything: {stats:?}"
+    );
+}
+
+#[test]
+fn an_app_served_by_another_pm2_daemon_is_refused_before_the_flip() {
+    let Some(pm2_bin) = prerequisites() else {
+        return;
+    };
+    let deploy = Deploy::new(pm2_bin.clone(), "relman-e2e-twin");
+    deploy.build("a", "healthy");
+    deploy.build("b", "healthy");
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    // The daemon users reach: another PM2_HOME, on the port relman probes.
+    let other_home = deploy.root.parent().unwrap().join("other-pm2");
+    std::fs::create_dir_all(&other_home).unwrap();
+    let other = Pm2 {
+        home: other_home.clone(),
+        bin: pm2_bin,
+    };
+    deploy.start_app_under(&other, deploy.port);
+    // The daemon relman drives has an app of the same name, on a port nobody uses.
+    deploy.start_app_under(&deploy.pm2, free_port());
+    let load = start_load(deploy.port);
+
+    let run = deploy.relman(&["activate", "b"]);
+    let err = String::from_utf8_lossy(&run.code(1).stderr).into_owned();
+    assert!(
+        err.contains("another PM2 daemon") && err.contains(other_home.to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(deploy.current(), "releases/a");
+    assert_eq!(deploy.history().len(), 1, "a refusal leaves no history");
+    let checks = deploy.relman(&["doctor", "--json"]).json(1);
+    let port = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "port")
+        .unwrap_or_else(|| panic!("no port check: {checks}"));
+    assert_eq!(port["level"], "FAIL", "{checks}");
+    assert!(
+        port["fix"]
+            .as_str()
+            .unwrap()
+            .contains(other_home.to_str().unwrap()),
+        "{port}"
+    );
+
+    let stats = load.stop();
+    eprintln!("twin-daemon load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    drop(other);
 }

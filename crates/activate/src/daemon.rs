@@ -55,7 +55,7 @@ pub(crate) fn describe(owner: &ProcessInfo) -> String {
         .user
         .clone()
         .unwrap_or_else(|| format!("uid {}", owner.uid));
-    match pm2_home_of(&owner.command) {
+    match pm2_home(owner) {
         Some(home) => format!(
             "another PM2 daemon (pid {}, user {user}, PM2_HOME `{home}`)",
             owner.pid
@@ -64,8 +64,24 @@ pub(crate) fn describe(owner: &ProcessInfo) -> String {
     }
 }
 
-/// The home in PM2's daemon title, `PM2 v7.0.4: God Daemon (/home/web/.pm2)`.
-pub(crate) fn pm2_home_of(command: &str) -> Option<&str> {
+/// The `PM2_HOME` of a PM2 daemon, or `None` for any other process. The daemon's title says
+/// `PM2 v7.0.4: God Daemon (/home/web/.pm2)`, but the kernel cuts a title to the length of the
+/// original command line, so the home is read from the log file the daemon holds open
+/// (`PM2_HOME/pm2.log`), then its environment, before the title.
+pub(crate) fn pm2_home(owner: &ProcessInfo) -> Option<String> {
+    if !owner.command.contains("God Daemon") {
+        return None;
+    }
+    let from_log = proc::open_paths(owner.pid).into_iter().find_map(|path| {
+        (path.file_name()? == "pm2.log").then(|| path.parent().map(|p| p.display().to_string()))?
+    });
+    from_log
+        .or_else(|| proc::environment_variable(owner.pid, "PM2_HOME"))
+        .or_else(|| home_in_title(&owner.command).map(str::to_owned))
+}
+
+/// The home in a whole daemon title.
+fn home_in_title(command: &str) -> Option<&str> {
     let rest = command.split_once("God Daemon (")?.1;
     rest.rfind(')').map(|end| &rest[..end])
 }
@@ -77,12 +93,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_home_from_the_daemon_title() {
+    fn reads_the_home_from_a_whole_daemon_title() {
         assert_eq!(
-            pm2_home_of("PM2 v7.0.4: God Daemon (/home/web/.pm2)"),
+            home_in_title("PM2 v7.0.4: God Daemon (/home/web/.pm2)"),
             Some("/home/web/.pm2")
         );
-        assert_eq!(pm2_home_of("node server.js"), None);
+        assert_eq!(home_in_title("PM2 v7.0.4: God Daemon (/home/web/.p"), None);
+        assert_eq!(home_in_title("node server.js"), None);
     }
 
     #[test]

@@ -311,7 +311,11 @@ fn port_check(
     instances: &[crate::pm2::Instance],
 ) {
     let daemon = Pm2::daemon_pid();
-    let mut ours: Vec<u32> = instances.iter().map(|i| i.pid).filter(|p| *p != 0).collect();
+    let mut ours: Vec<u32> = instances
+        .iter()
+        .map(|i| i.pid)
+        .filter(|p| *p != 0)
+        .collect();
     ours.extend(daemon);
     let home = Pm2::home();
     match crate::daemon::port_owner(endpoint.port, &ours) {
@@ -338,10 +342,13 @@ fn port_check(
                 crate::daemon::describe(&owner),
                 home.display()
             ),
-            Some(match crate::daemon::pm2_home_of(&owner.command) {
+            Some(match crate::daemon::pm2_home(&owner) {
                 Some(other) => format!(
                     "run relman as {} with `PM2_HOME={other}`, or stop that daemon's app",
-                    owner.user.clone().unwrap_or_else(|| format!("uid {}", owner.uid))
+                    owner
+                        .user
+                        .clone()
+                        .unwrap_or_else(|| format!("uid {}", owner.uid))
                 ),
                 None => "stop that process, or point `verify.url` at the app's own port".into(),
             }),

@@ -95,10 +95,14 @@ pub fn activate(
         Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),
         Goal::Rollback(None) => {
             let overview = store::overview(root)?;
+            let skipped = overview
+                .exclusions_summary()
+                .map(|list| format!(" (skipped, never a rollback target unless named: {list})"))
+                .unwrap_or_default();
             overview.rollback_target.ok_or_else(|| {
                 Error::NoRollbackTarget(match overview.current {
                     Some(current) => format!(
-                        "no rollback target: no sealed release older than {current} and none in the history; name one with `relman rollback --to ID`"
+                        "no rollback target: no earlier sealed release than {current} that may go live again{skipped}; name one with `relman rollback --to ID`"
                     ),
                     None => "nothing is live yet, so there is nothing to roll back from: `relman activate ID` first".into(),
                 })

@@ -225,6 +225,28 @@ pub fn info(pid: u32) -> Option<ProcessInfo> {
     })
 }
 
+/// The paths a process holds open (`/proc/PID/fd/*` that name files, not sockets or pipes).
+pub fn open_paths(pid: u32) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter(|target| target.is_absolute())
+        .collect()
+}
+
+/// One variable of a process's environment, as it was when it started.
+pub fn environment_variable(pid: u32, name: &str) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    raw.split(|b| *b == 0).find_map(|entry| {
+        let entry = std::str::from_utf8(entry).ok()?;
+        let (key, value) = entry.split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
 /// The name of a user id, from `/etc/passwd`.
 pub fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
@@ -292,5 +314,10 @@ mod tests {
         assert!(cwd(std::process::id()).is_some());
         assert!(cwd(0).is_none());
         assert_eq!(user_name(0).as_deref(), Some("root"));
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(environment_variable(std::process::id(), "PATH"), Some(path));
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(!open_paths(std::process::id()).is_empty());
+        drop(file);
     }
 }
