@@ -197,6 +197,36 @@ pub enum Error {
         /// The other routes that regressed too, in the order they were checked.
         also: Vec<String>,
     },
+    /// A manifest of the Next.js build could not be read.
+    #[error("could not read the Next.js manifest `{path}`: {source}")]
+    ReadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
+    /// A manifest of the Next.js build is not the JSON that Next.js writes.
+    #[error(
+        "the Next.js manifest `{path}` is not valid: {source}; rebuild the release, or list its routes by hand"
+    )]
+    BadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What the JSON parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `basePath` of the Next.js build is not a URL path.
+    #[error(
+        "the Next.js manifest `{path}` has a `basePath` of {base_path:?}, which is not a URL path like \"/docs\"; rebuild the release, or list its routes by hand"
+    )]
+    BadBasePath {
+        /// The manifest.
+        path: PathBuf,
+        /// The `basePath` found there.
+        base_path: String,
+    },
     /// Processes of the preflight's process group survived SIGKILL.
     #[error(
         "preflight processes {pids:?} of process group {pgid} are still running after SIGKILL: stop them by hand"

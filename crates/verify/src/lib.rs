@@ -9,7 +9,8 @@
 //! - The pages users visit are asked too, and compared with the live release: a route that
 //!   answers below 500 on the live release must not answer 500 or more, or nothing, on the new
 //!   one. [`check_routes`] asks, [`regressions`] compares against a [`Baseline`], and
-//!   [`probe_routes`] checks [`RouteChecks`] after the roll.
+//!   [`probe_routes`] checks [`RouteChecks`] after the roll. [`discover_routes`] finds a
+//!   Next.js build's static pages when the operator lists none.
 //!
 //! Only plain `http://` on loopback is spoken: no TLS, no proxy, no redirects followed, no
 //! connection reuse. Bodies are read up to 1 MiB and compared as lossy UTF-8. Placeholders
@@ -23,6 +24,7 @@ mod error;
 mod preflight;
 mod probe;
 mod regression;
+mod routes;
 
 pub use error::{Error, Failure};
 pub use preflight::{PreflightReport, PreflightSpec, preflight, preflight_cancellable};
@@ -31,3 +33,4 @@ pub use regression::{
     AlreadyFailing, Answer, Baseline, Origin, Regression, RouteChecks, RouteProbeSpec,
     already_failing, check_routes, probe_routes, regressions,
 };
+pub use routes::discover_routes;
