@@ -175,6 +175,28 @@ pub enum Error {
         /// The last lines the command printed (stdout and stderr together).
         output: Vec<String>,
     },
+    /// A route of the release under preflight kept answering 500 or more, or nothing, for
+    /// the whole grace period where the live release answers below 500 (or nothing is live).
+    #[error(
+        "route `{route}` {new} on the new release ({live}){also}{tail}",
+        new = answered(.new),
+        live = compared_with(*.live, "the live release answers", "no live answer to compare with"),
+        also = also_regressed(.also),
+        tail = output_tail(.output)
+    )]
+    RouteRegressed {
+        /// The route, as requested (a path, perhaps with a query).
+        route: String,
+        /// What the live release answers for it, below 500; `None`: there is no live answer
+        /// to compare with (nothing is live, or it was not asked).
+        live: Option<u16>,
+        /// What the new release answered last.
+        new: Answer,
+        /// The other routes that regressed too, in the order they were checked.
+        also: Vec<String>,
+        /// The last lines the command printed (stdout and stderr together).
+        output: Vec<String>,
+    },
     /// After the roll, a route kept answering 500 or more, or nothing, for every try of
     /// [`probe_routes`](crate::probe_routes) where the previous release answered below 500.
     #[error(

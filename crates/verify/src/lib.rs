@@ -8,9 +8,10 @@
 //! - [`validate_url`] is the URL check to run when the config is loaded.
 //! - The pages users visit are asked too, and compared with the live release: a route that
 //!   answers below 500 on the live release must not answer 500 or more, or nothing, on the new
-//!   one. [`check_routes`] asks, [`regressions`] compares against a [`Baseline`], and
-//!   [`probe_routes`] checks [`RouteChecks`] after the roll. [`discover_routes`] finds a
-//!   Next.js build's static pages when the operator lists none.
+//!   one. [`check_routes`] asks, [`regressions`] compares against a [`Baseline`], the
+//!   preflight checks its [`RouteChecks`] on the release under test, and [`probe_routes`]
+//!   checks them again after the roll. [`discover_routes`] finds a Next.js build's static
+//!   pages when the operator lists none.
 //!
 //! Only plain `http://` on loopback is spoken: no TLS, no proxy, no redirects followed, no
 //! connection reuse. Bodies are read up to 1 MiB and compared as lossy UTF-8. Placeholders
