@@ -271,13 +271,13 @@ pub(crate) fn settle(
         }
         thread::sleep(interval);
         // Only the regressing routes are asked again: the others have proven themselves.
-        let mut again: Vec<&mut (String, Answer)> = answers
+        let mut stale: Vec<&mut (String, Answer)> = answers
             .iter_mut()
             .filter(|(route, answer)| regression(&checks.baseline, route, answer).is_some())
             .collect();
-        let routes: Vec<&str> = again.iter().map(|(route, _)| route.as_str()).collect();
+        let routes: Vec<&str> = stale.iter().map(|(route, _)| route.as_str()).collect();
         let fresh = ask_all(origin, &routes, timeout);
-        for (entry, answer) in again.iter_mut().zip(fresh) {
+        for (entry, answer) in stale.iter_mut().zip(fresh) {
             entry.1 = answer;
         }
     }
@@ -288,12 +288,12 @@ fn ask_all(origin: &Origin, routes: &[&str], timeout: Duration) -> Vec<Answer> {
     let mut answers = Vec::with_capacity(routes.len());
     for batch in routes.chunks(PARALLEL_TRIES) {
         thread::scope(|scope| {
-            let tries: Vec<_> = batch
+            let asking: Vec<_> = batch
                 .iter()
                 .map(|route| scope.spawn(move || ask(origin, route, timeout)))
                 .collect();
-            for try_ in tries {
-                answers.push(try_.join().unwrap_or_else(|_| {
+            for pending in asking {
+                answers.push(pending.join().unwrap_or_else(|_| {
                     Answer::NoAnswer(Failure::Connection {
                         detail: "the try panicked".to_owned(),
                     })
