@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::regression::Answer;
+
 /// Why one HTTP try did not pass: exactly what was seen, worded for an operator.
 ///
 /// Returned by [`check_once`](crate::check_once); the last one of a failed
@@ -173,6 +175,80 @@ pub enum Error {
         /// The last lines the command printed (stdout and stderr together).
         output: Vec<String>,
     },
+    /// A route of the release under preflight kept answering 500 or more, or nothing, for
+    /// the whole grace period where the live release answers below 500 (or nothing is live).
+    #[error(
+        "route `{route}` {new} on the new release ({live}){also}{tail}",
+        new = answered(.new),
+        live = compared_with(*.live, "the live release answers", "no live answer to compare with"),
+        also = also_regressed(.also),
+        tail = output_tail(.output)
+    )]
+    RouteRegressed {
+        /// The route, as requested (a path, perhaps with a query).
+        route: String,
+        /// What the live release answers for it, below 500; `None`: there is no live answer
+        /// to compare with (nothing is live, or it was not asked).
+        live: Option<u16>,
+        /// What the new release answered last.
+        new: Answer,
+        /// The other routes that regressed too, in the order they were checked.
+        also: Vec<String>,
+        /// The last lines the command printed (stdout and stderr together).
+        output: Vec<String>,
+    },
+    /// After the roll, a route kept answering 500 or more, or nothing, for every try of
+    /// [`probe_routes`](crate::probe_routes) where the previous release answered below 500.
+    #[error(
+        "route `{route}` {new} on the new release after {attempts} {word} ({live}){also}",
+        new = answered(.new),
+        word = plural(*.attempts, "attempt", "attempts"),
+        live = compared_with(*.live, "the previous release answered", "no answer from before the roll to compare with"),
+        also = also_regressed(.also)
+    )]
+    RouteProbe {
+        /// The route, as requested (a path, perhaps with a query).
+        route: String,
+        /// What the previous release answered for it, below 500; `None`: there is no answer
+        /// from before the roll to compare with (nothing was live, or it was not asked).
+        live: Option<u16>,
+        /// What the new release answered last.
+        new: Answer,
+        /// How many tries were made.
+        attempts: u32,
+        /// The other routes that regressed too, in the order they were checked.
+        also: Vec<String>,
+    },
+    /// A manifest of the Next.js build could not be read.
+    #[error("could not read the Next.js manifest `{path}`: {source}")]
+    ReadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
+    /// A manifest of the Next.js build is not the JSON that Next.js writes.
+    #[error(
+        "the Next.js manifest `{path}` is not valid: {source}; rebuild the release, or list its routes by hand"
+    )]
+    BadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What the JSON parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The `basePath` of the Next.js build is not a URL path.
+    #[error(
+        "the Next.js manifest `{path}` has a `basePath` of {base_path:?}, which is not a URL path like \"/docs\"; rebuild the release, or list its routes by hand"
+    )]
+    BadBasePath {
+        /// The manifest.
+        path: PathBuf,
+        /// The `basePath` found there.
+        base_path: String,
+    },
     /// Processes of the preflight's process group survived SIGKILL.
     #[error(
         "preflight processes {pids:?} of process group {pgid} are still running after SIGKILL: stop them by hand"
@@ -196,6 +272,31 @@ pub enum Error {
 
 fn plural(count: u32, one: &'static str, many: &'static str) -> &'static str {
     if count == 1 { one } else { many }
+}
+
+/// `answered 500`, or `gave no answer (connection refused)`.
+fn answered(answer: &Answer) -> String {
+    match answer {
+        Answer::Status(status) => format!("answered {status}"),
+        Answer::NoAnswer(failure) => format!("gave no answer ({failure})"),
+    }
+}
+
+fn compared_with(live: Option<u16>, answered: &str, nothing: &str) -> String {
+    match live {
+        Some(status) => format!("{answered} {status}"),
+        None => nothing.to_owned(),
+    }
+}
+
+/// `; `/a` and `/b` regressed too`, or nothing when the first route was the only one.
+fn also_regressed(routes: &[String]) -> String {
+    let quoted: Vec<String> = routes.iter().map(|route| format!("`{route}`")).collect();
+    match quoted.as_slice() {
+        [] => String::new(),
+        [one] => format!("; {one} regressed too"),
+        [rest @ .., last] => format!("; {} and {last} regressed too", rest.join(", ")),
+    }
 }
 
 /// Renders captured output after a one-line message, indented so it reads as a quote.

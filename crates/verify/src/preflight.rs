@@ -1,5 +1,6 @@
 //! The preflight (SPEC activate step 2): start a release on a free loopback port in its own
-//! process group, wait until its URL passes the probe checks, and always stop the whole group.
+//! process group, wait until its URL passes the probe checks and its routes do not regress
+//! against the live release, and always stop the whole group.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Failure};
 use crate::probe::{ProbeSpec, check_once, validate_url};
+use crate::regression::{Answer, Origin, Regression, RouteChecks, settle};
 
 /// How many lines of the command's output an error quotes.
 const TAIL_LINES: usize = 40;
@@ -51,26 +53,36 @@ pub struct PreflightSpec {
     pub interval: Duration,
     /// How long the release may keep failing the checks once it answers HTTP at all. Booting
     /// (connection refused) is bounded by `timeout` alone; an app that answers `500` for this
-    /// long is broken, and waiting out the whole `timeout` would only delay saying so.
+    /// long is broken, and waiting out the whole `timeout` would only delay saying so. Also
+    /// how long, once the URL passed, a route may keep regressing (a page may need a moment
+    /// after boot).
     pub answered_grace: Duration,
+    /// The pages asked on the release's port once the URL passed, and the live release's
+    /// answers to compare with; [`RouteChecks::none`] asks none.
+    pub routes: RouteChecks,
 }
 
 /// What a passing [`preflight`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreflightReport {
     /// The loopback port the release was started on.
     pub port: u16,
-    /// Time from starting the command to the passing try (stopping it is not counted).
+    /// Time from starting the command to the passing URL and routes (stopping it is not
+    /// counted).
     pub elapsed: Duration,
+    /// The last answer of every route of `spec.routes`, in its order; failures that the
+    /// live release shares are here too (see [`already_failing`](crate::already_failing)).
+    pub routes: Vec<(String, Answer)>,
 }
 
 /// Starts `spec.command` on a free loopback port, waits until `spec.url` passes, and stops the
 /// command's whole process group, whatever the outcome.
 ///
-/// Fails when the command exits before the URL passes ([`Error::PreflightExited`]) or the URL
-/// has not passed within `spec.timeout` ([`Error::PreflightTimedOut`]); both quote the last
-/// lines the command printed. A process that leaves the group (`setsid`, a daemonizing server)
-/// is out of reach and is not stopped.
+/// Fails when the command exits before the URL passes ([`Error::PreflightExited`]), the URL
+/// has not passed within `spec.timeout` ([`Error::PreflightTimedOut`]), or a route of
+/// `spec.routes` still regresses `spec.answered_grace` after the URL passed
+/// ([`Error::RouteRegressed`]); all quote the last lines the command printed. A process that
+/// leaves the group (`setsid`, a daemonizing server) is out of reach and is not stopped.
 pub fn preflight(spec: &PreflightSpec) -> Result<PreflightReport, Error> {
     preflight_cancellable(spec, &AtomicBool::new(false))
 }
@@ -99,6 +111,7 @@ pub fn preflight_cancellable(
     let port = free_port()?;
     let command = spec.command.replace("{port}", &port.to_string());
     let url = spec.url.replace("{port}", &port.to_string());
+    let origin = Origin::of(&url)?;
 
     let (reader, writer) = io::pipe().map_err(|source| Error::Io {
         action: "create the pipe for the preflight output",
@@ -156,7 +169,7 @@ pub fn preflight_cancellable(
             .max(Duration::from_millis(1));
         probe.timeout = budget;
         match check_once(&probe) {
-            Ok(_) => break Ok(started.elapsed()),
+            Ok(_) => break Ok(()),
             // A try cut short by the deadline says nothing about the release; the failure
             // before it (say `status 500`) is the one worth reporting.
             Err(Failure::TimedOut { .. }) if budget < spec.try_timeout && last.is_some() => {}
@@ -185,11 +198,18 @@ pub fn preflight_cancellable(
         }
         thread::sleep(spec.interval.min(remaining));
     };
+    let outcome = outcome
+        .and_then(|()| prove_routes(spec, &origin, &group, cancel))
+        .map(|routes| (started.elapsed(), routes));
 
     let stopped = group.stop();
     let output = output.finish();
     match (outcome, stopped) {
-        (Ok(elapsed), Ok(_)) => Ok(PreflightReport { port, elapsed }),
+        (Ok((elapsed, routes)), Ok(_)) => Ok(PreflightReport {
+            port,
+            elapsed,
+            routes,
+        }),
         (Ok(_), Err(error)) => Err(error),
         (Err(Stop::Exited(last)), stopped) => Err(Error::PreflightExited {
             status: match stopped {
@@ -213,6 +233,13 @@ pub fn preflight_cancellable(
             last,
             output,
         }),
+        (Err(Stop::Regressed(first, also)), _) => Err(Error::RouteRegressed {
+            route: first.route,
+            live: first.live,
+            new: first.new,
+            also,
+            output,
+        }),
     }
 }
 
@@ -221,6 +248,46 @@ enum Stop {
     TimedOut(Failure),
     Failing(Failure, Duration),
     Cancelled,
+    /// The first route that still regressed, and the others that did.
+    Regressed(Regression, Vec<String>),
+}
+
+/// Asks the routes on the release under test, its URL having passed, and asks the
+/// regressing ones again every `spec.interval` for at most `spec.answered_grace`.
+fn prove_routes(
+    spec: &PreflightSpec,
+    origin: &Origin,
+    group: &Group,
+    cancel: &AtomicBool,
+) -> Result<Vec<(String, Answer)>, Stop> {
+    if spec.routes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let since = Instant::now();
+    let mut cancelled = false;
+    let (answers, regressed) = settle(
+        origin,
+        &spec.routes,
+        spec.try_timeout,
+        spec.interval,
+        || {
+            cancelled = cancel.load(Ordering::SeqCst);
+            // A release whose command died will not recover: its output tail, quoted by the
+            // error, says why, so there is no point in waiting out the grace.
+            !cancelled && !group.leader_exited() && since.elapsed() < spec.answered_grace
+        },
+    );
+    if cancelled {
+        return Err(Stop::Cancelled);
+    }
+    let mut regressed = regressed.into_iter();
+    match regressed.next() {
+        None => Ok(answers),
+        Some(first) => Err(Stop::Regressed(
+            first,
+            regressed.map(|other| other.route).collect(),
+        )),
+    }
 }
 
 fn free_port() -> Result<u16, Error> {
@@ -491,6 +558,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
+    use crate::regression::Baseline;
 
     /// Whether `node` can run the tests; a machine without it skips them loudly, CI never.
     #[allow(
@@ -525,7 +593,51 @@ mod tests {
             try_timeout: Duration::from_millis(500),
             answered_grace: Duration::from_secs(60),
             interval: Duration::from_millis(50),
+            routes: RouteChecks::none(),
         }
+    }
+
+    /// A node app whose `/health` answers 200 and whose other pages are up to `pages`, a JS
+    /// body run for each request (`req`, `res` and `fs` in scope) that answers or falls
+    /// through to a 404.
+    fn write_app(dir: &TempDir, pages: &str) {
+        let script = format!(
+            r#"
+            const fs = require('fs');
+            fs.writeFileSync('app.pid', String(process.pid));
+            require('http').createServer((req, res) => {{
+                if (req.url === '/health') {{ res.end('ok'); return; }}
+                {pages}
+                res.statusCode = 404;
+                res.end('not found');
+            }}).listen(Number(process.env.PORT), '127.0.0.1');
+            "#
+        );
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a test fixture in a temp dir, not a deploy root: nothing to make atomic"
+        )]
+        fs::write(dir.path().join("app.js"), script).unwrap();
+    }
+
+    /// `/` throws: 500, as the page of the incident did.
+    const HOME_THROWS: &str =
+        "if (req.url === '/') { res.statusCode = 500; res.end('boom'); return; }";
+
+    fn routes(paths: &[&str], baseline: Baseline) -> RouteChecks {
+        RouteChecks {
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+            baseline,
+        }
+    }
+
+    fn live(answers: &[(&str, u16)]) -> Baseline {
+        Baseline::Live(
+            answers
+                .iter()
+                .map(|(route, status)| ((*route).to_owned(), Answer::Status(*status)))
+                .collect(),
+        )
     }
 
     /// A node server that records its pid in `name`, answers `status` with its release and
@@ -695,6 +807,181 @@ mod tests {
         assert!(
             is_gone(read_pid(&dir, "server")),
             "the server outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_page_that_throws_fails_the_preflight_though_health_passes() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_app(&dir, &format!("console.log('rendering /'); {HOME_THROWS}"));
+        let mut spec = spec(&dir, "node app.js");
+        spec.answered_grace = Duration::from_millis(300);
+        spec.routes = routes(&["/", "/health"], live(&[("/", 200), ("/health", 200)]));
+        let started = Instant::now();
+        let error = preflight(&spec).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let message = error.to_string();
+        assert!(
+            matches!(
+                &error,
+                Error::RouteRegressed { route, live: Some(200), new: Answer::Status(500), also, .. }
+                    if route == "/" && also.is_empty()
+            ),
+            "{message}"
+        );
+        assert!(
+            message.starts_with(
+                "route `/` answered 500 on the new release (the live release answers 200); its last output:"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("\n    rendering /"), "{message}");
+        assert!(
+            is_gone(read_pid(&dir, "app")),
+            "the app outlived its preflight"
+        );
+
+        // With nothing live, a throwing page is just as much a regression.
+        spec.routes.baseline = Baseline::NothingLive;
+        let message = preflight(&spec).unwrap_err().to_string();
+        assert!(
+            message.starts_with(
+                "route `/` answered 500 on the new release (no live answer to compare with)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_page_that_already_fails_on_the_live_release_passes_and_is_reported() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_app(&dir, HOME_THROWS);
+        let mut spec = spec(&dir, "node app.js");
+        spec.answered_grace = Duration::from_millis(300);
+        spec.routes = routes(&["/", "/health"], live(&[("/", 500), ("/health", 200)]));
+        let report = preflight(&spec).unwrap();
+        assert_eq!(
+            report.routes,
+            [
+                ("/".to_owned(), Answer::Status(500)),
+                ("/health".to_owned(), Answer::Status(200))
+            ]
+        );
+        let failing = crate::already_failing(&spec.routes.baseline, &report.routes);
+        assert_eq!(failing.len(), 1);
+        assert_eq!(failing[0].route, "/");
+        assert!(
+            is_gone(read_pid(&dir, "app")),
+            "the app outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_page_that_hangs_gave_no_answer_and_regresses() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        // `/slow` never answers; `/pricing` throws too, and is named after it.
+        write_app(
+            &dir,
+            "if (req.url === '/slow') return; \
+             if (req.url === '/pricing') { res.statusCode = 503; res.end(); return; }",
+        );
+        let mut spec = spec(&dir, "node app.js");
+        spec.try_timeout = Duration::from_millis(300);
+        spec.answered_grace = Duration::from_millis(500);
+        spec.routes = routes(
+            &["/slow", "/health", "/pricing"],
+            live(&[("/slow", 200), ("/pricing", 200)]),
+        );
+        let started = Instant::now();
+        let error = preflight(&spec).unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(6), "{elapsed:?}");
+        let message = error.to_string();
+        assert!(
+            matches!(
+                &error,
+                Error::RouteRegressed {
+                    new: Answer::NoAnswer(Failure::TimedOut { after_ms: 300 }),
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        assert_eq!(
+            message,
+            "route `/slow` gave no answer (timed out after 300 ms) on the new release (the live release answers 200); `/pricing` regressed too; it printed nothing"
+        );
+        assert!(
+            is_gone(read_pid(&dir, "app")),
+            "the app outlived its preflight"
+        );
+    }
+
+    #[test]
+    fn a_page_that_fails_for_a_moment_after_boot_passes_within_the_grace() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        // `/` fails for 300 ms from its first request, not from boot: a slow machine must
+        // not let the test pass without a retry. A 500 leaves a mark, so the test knows.
+        write_app(
+            &dir,
+            "if (req.url === '/') { \
+                 globalThis.firstHome ??= Date.now(); \
+                 if (Date.now() - globalThis.firstHome < 300) { \
+                     fs.writeFileSync('answered-500', ''); res.statusCode = 500; res.end(); return; } \
+                 res.end('home'); return; }",
+        );
+        let mut spec = spec(&dir, "node app.js");
+        spec.answered_grace = Duration::from_secs(5);
+        spec.routes = routes(&["/"], live(&[("/", 200)]));
+        let report = preflight(&spec).unwrap();
+        assert!(
+            dir.path().join("answered-500").exists(),
+            "`/` was never asked while it failed: the test proves nothing"
+        );
+        assert_eq!(report.routes, [("/".to_owned(), Answer::Status(200))]);
+        assert!(
+            report.elapsed < Duration::from_secs(5),
+            "{:?}",
+            report.elapsed
+        );
+    }
+
+    #[test]
+    fn a_page_answering_404_or_a_redirect_is_fine() {
+        if !have_node() {
+            return;
+        }
+        let dir = TempDir::new().unwrap();
+        write_app(
+            &dir,
+            "if (req.url === '/old') { res.statusCode = 308; res.setHeader('location', '/gone'); res.end(); return; }",
+        );
+        let mut spec = spec(&dir, "node app.js");
+        spec.answered_grace = Duration::from_millis(300);
+        spec.routes = routes(&["/gone", "/old"], Baseline::NothingLive);
+        let report = preflight(&spec).unwrap();
+        assert_eq!(
+            report.routes,
+            [
+                ("/gone".to_owned(), Answer::Status(404)),
+                ("/old".to_owned(), Answer::Status(308))
+            ]
         );
     }
 

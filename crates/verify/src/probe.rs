@@ -84,19 +84,10 @@ pub fn check_once(spec: &ProbeSpec) -> Result<u16, Failure> {
             reason: other.to_string(),
         },
     })?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(spec.timeout))
-        .proxy(None)
-        .max_idle_connections(0)
-        .user_agent(concat!("relman-verify/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let response = agent
+    let response = agent(spec.timeout)
         .get(&spec.url)
         .call()
-        .map_err(|error| failure_from(error, spec))?;
+        .map_err(|error| failure_from(error, &spec.url, spec.timeout))?;
     let status = response.status().as_u16();
     if status != spec.status {
         return Err(Failure::Status {
@@ -114,7 +105,7 @@ pub fn check_once(spec: &ProbeSpec) -> Result<u16, Failure> {
         .into_reader()
         .take(MAX_BODY_BYTES as u64 + 1)
         .read_to_end(&mut body)
-        .map_err(|error| failure_from(ureq::Error::from(error), spec))?;
+        .map_err(|error| failure_from(ureq::Error::from(error), &spec.url, spec.timeout))?;
     let truncated = body.len() > MAX_BODY_BYTES;
     body.truncate(MAX_BODY_BYTES);
     if String::from_utf8_lossy(&body).contains(needle.as_str()) {
@@ -127,9 +118,25 @@ pub fn check_once(spec: &ProbeSpec) -> Result<u16, Failure> {
     }
 }
 
-fn failure_from(error: ureq::Error, spec: &ProbeSpec) -> Failure {
+/// The client of every try: any status is an answer, a redirect is not followed, the
+/// environment's proxy is ignored (the app is on loopback), and no connection is kept, so a
+/// kept-alive connection to an old worker can never answer for a new one.
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .proxy(None)
+        .max_idle_connections(0)
+        .user_agent(concat!("relman-verify/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+/// Names what went wrong with a try of `url` bounded by `timeout`.
+pub(crate) fn failure_from(error: ureq::Error, url: &str, timeout: Duration) -> Failure {
     let timed_out = Failure::TimedOut {
-        after_ms: spec.timeout.as_millis(),
+        after_ms: timeout.as_millis(),
     };
     match error {
         ureq::Error::Timeout(_) => timed_out,
@@ -153,7 +160,7 @@ fn failure_from(error: ureq::Error, spec: &ProbeSpec) -> Failure {
             detail: format!("a response head of more than {size} bytes (limit {limit})"),
         },
         ureq::Error::HostNotFound => Failure::HostNotFound {
-            host: host_of(&spec.url).unwrap_or_default().to_owned(),
+            host: host_of(url).unwrap_or_default().to_owned(),
         },
         ureq::Error::BadUri(reason) => Failure::InvalidUrl { reason },
         ureq::Error::Http(error) => Failure::InvalidUrl {
