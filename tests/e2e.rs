@@ -935,3 +935,69 @@ fn an_app_served_by_another_pm2_daemon_is_refused_before_the_flip() {
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
     drop(other);
 }
+
+#[test]
+fn a_broken_page_is_rejected_before_the_flip_and_caught_by_the_probe_without_a_preflight() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-page");
+    let toml = deploy.root.join("relman.toml");
+    let config = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{config}routes = [\"/\"]\n")).unwrap();
+    deploy.build("a", "healthy");
+    // `/health` answers 200, `/` answers 500.
+    deploy.build("broken-home", "home-500");
+    deploy.serve_first("a");
+
+    let load = start_load(deploy.port);
+    let run = deploy.relman(&["activate", "broken-home", "--json"]);
+    let report = run.json(3);
+    assert_eq!(report["result"], "rejected", "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("route `/` answered 500 on the new release (the live release answers 200)"),
+        "{reason}"
+    );
+    deploy.assert_live("a");
+    let stats = load.stop();
+    eprintln!("broken-page (preflight) load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+
+    // The same release on an app without a preflight: it goes live, the probe after the roll
+    // asks `/`, and the way back restores `a`. Users see its 500s until then (that is what the
+    // preflight is for): the count is reported, not asserted.
+    let without: String = std::fs::read_to_string(&toml)
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            !line.starts_with("command =") && !line.starts_with("url = \"http://127.0.0.1:{port}")
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&toml, without).unwrap();
+    let load = start_load(deploy.port);
+    let report = deploy
+        .relman(&["activate", "broken-home", "--json"])
+        .json(3);
+    assert_eq!(report["result"], "failed", "{report}");
+    assert_eq!(report["rolled_back_to"], "a", "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("answered 500 for page `/` (the previous release answered 200)"),
+        "{report}"
+    );
+    // Caught with the first worker moved: only it went to the broken release and back.
+    let moved: Vec<&str> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["release"].as_str().unwrap())
+        .collect();
+    assert_eq!(moved, ["broken-home", "a"], "{report}");
+    deploy.assert_live("a");
+    let stats = load.stop();
+    eprintln!(
+        "broken-page (no preflight) load: {} ok, {} failed while the broken release was live (exit 3, rolled back)",
+        stats.ok, stats.failed
+    );
+    assert!(stats.ok > 100, "{stats:?}");
+}

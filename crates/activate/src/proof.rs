@@ -25,7 +25,7 @@ pub(crate) const OUTSIDE_GRACE: Duration = Duration::from_secs(2);
 
 /// How long after PM2's reload returned (or its `listen_timeout` passed, whichever is later) a
 /// worker may take to show that it serves: the measurement's own slack, not the app's.
-pub(crate) const LISTEN_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const LISTEN_GRACE: Duration = Duration::from_secs(3);
 
 /// Restarts since the reload that make a crash loop.
 const CRASH_LOOP_RESTARTS: u64 = 3;
@@ -365,6 +365,17 @@ pub(crate) mod fakes {
                 .borrow()
                 .get(&pid)
                 .is_some_and(|from| *look >= *from)
+        }
+
+        fn ask(
+            &self,
+            pid: u32,
+            endpoint: &Endpoint,
+            _route: &str,
+            _timeout: Duration,
+        ) -> Option<relman_verify::Answer> {
+            self.serves(pid, endpoint)
+                .then_some(relman_verify::Answer::Status(200))
         }
     }
 

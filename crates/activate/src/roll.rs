@@ -119,6 +119,7 @@ pub fn activate(
         warnings: Vec::new(),
         host: &Host,
         clock: &Host,
+        routes: relman_verify::RouteChecks::none(),
     };
 
     if gates.integrity {
@@ -152,6 +153,11 @@ pub fn activate(
         }
     };
     interrupted()?;
+    let Ok(()) = run.step("routes", |run| {
+        run.routes(&release.dir, from.is_some());
+        Ok::<(), std::convert::Infallible>(())
+    });
+    interrupted()?;
     let end = |run: Run<'_>, outcome: Outcome| {
         let mut durations = run.durations;
         durations.insert("total".into(), millis(started.elapsed()));
@@ -184,7 +190,10 @@ pub fn activate(
     let failure = match roller.as_mut() {
         Some(roller) => {
             let all = roller.instances.clone();
-            run.step("reload", |run| run.roll(roller, &to, &all)).err()
+            run.step("reload", |run| {
+                run.roll(roller, &to, &all, Direction::Forward)
+            })
+            .err()
         }
         None => None,
     };
@@ -262,7 +271,7 @@ fn way_back(
             })
             .cloned()
             .collect();
-        run.roll(roller, previous, &moved)?;
+        run.roll(roller, previous, &moved, Direction::Back)?;
     }
     if probe && endpoint(run.config).is_some() {
         run.probe(previous)?;
@@ -325,6 +334,15 @@ fn endpoint(config: &Config) -> Option<Endpoint> {
         .flatten()
 }
 
+/// Which way a roll goes. Going forward, each moved worker is asked for the checked pages
+/// before the next one follows; going back, the workers not yet moved back still run the
+/// failed release, so only the probe at the end judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Back,
+}
+
 /// The PM2 side of an activation, checked before anything changes.
 struct Roller {
     driver: Box<dyn Pm2Control>,
@@ -345,6 +363,8 @@ struct Run<'a> {
     warnings: Vec<String>,
     host: &'a dyn Processes,
     clock: &'a dyn Clock,
+    /// The pages checked before the flip and after the roll, with the live release's answers.
+    routes: relman_verify::RouteChecks,
 }
 
 impl Run<'_> {
@@ -498,29 +518,94 @@ impl Run<'_> {
                     .interval_ms
                     .saturating_mul(u64::from(verify.attempts)),
             ),
+            routes: self.routes.clone(),
         };
         self.say(format!("preflight: `{}`", preflight.command));
-        relman_verify::preflight_cancellable(&spec, cancel)
-            .map(|report| {
-                self.say(format!(
-                    "preflight passed on port {} in {} ms",
-                    report.port,
-                    report.elapsed.as_millis()
-                ))
-            })
-            .map_err(|err| format!("preflight failed: {err}"))
+        let report = relman_verify::preflight_cancellable(&spec, cancel)
+            .map_err(|err| format!("preflight failed: {err}"))?;
+        let routes = if self.routes.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} route(s)", self.routes.paths.len())
+        };
+        self.say(format!(
+            "preflight passed on port {}{routes} in {} ms",
+            report.port,
+            report.elapsed.as_millis()
+        ));
+        for failing in relman_verify::already_failing(&self.routes.baseline, &report.routes) {
+            self.warn(format!(
+                "route `{}` answers {} on the new release, as on the live release ({}): not counted against it",
+                failing.route, failing.new, failing.live
+            ));
+        }
+        Ok(())
     }
 
+    /// Chooses the pages to check (`verify.routes`, else a Next.js build's static pages) and
+    /// asks the live release for each, the baseline a new release is compared with.
+    fn routes(&mut self, release_dir: &camino::Utf8Path, something_live: bool) {
+        let paths = match &self.config.verify.routes {
+            Some(paths) => paths.clone(),
+            None => match relman_verify::discover_routes(
+                release_dir.as_std_path(),
+                relman_releases::config::MAX_ROUTES,
+            ) {
+                Ok(paths) => paths,
+                Err(err) => {
+                    self.warn(format!("no pages checked: {err}"));
+                    Vec::new()
+                }
+            },
+        };
+        if paths.is_empty() {
+            return;
+        }
+        let origin = self.origin();
+        let baseline = match (&origin, something_live) {
+            (Some(origin), true) => relman_verify::Baseline::Live(relman_verify::check_routes(
+                origin,
+                &paths,
+                Duration::from_millis(self.config.verify.timeout_ms),
+            )),
+            _ => relman_verify::Baseline::NothingLive,
+        };
+        self.say(format!("pages checked: {}", paths.join(" ")));
+        self.routes = relman_verify::RouteChecks { paths, baseline };
+    }
+
+    /// The live app's origin, from `verify.url`.
+    fn origin(&self) -> Option<relman_verify::Origin> {
+        let url = &self.config.verify.url;
+        (!url.is_empty())
+            .then(|| relman_verify::Origin::of(url).ok())
+            .flatten()
+    }
+
+    /// The health URL, then every checked page, on the live port.
     fn probe(&mut self, id: &ReleaseId) -> Result<(), String> {
         let spec = probe_spec(self.config, id);
-        relman_verify::probe(&spec)
-            .map(|report| {
-                self.say(format!(
-                    "probe passed: {} answered {} after {} attempt(s)",
-                    spec.url, report.status, report.attempts
-                ))
-            })
-            .map_err(|err| format!("probe failed: {err}"))
+        let report = relman_verify::probe(&spec).map_err(|err| format!("probe failed: {err}"))?;
+        self.say(format!(
+            "probe passed: {} answered {} after {} attempt(s)",
+            spec.url, report.status, report.attempts
+        ));
+        let Some(origin) = self.origin().filter(|_| !self.routes.is_empty()) else {
+            return Ok(());
+        };
+        let routes = relman_verify::RouteProbeSpec {
+            origin,
+            routes: self.routes.clone(),
+            attempts: spec.attempts,
+            interval: spec.interval,
+            timeout: spec.timeout,
+        };
+        relman_verify::probe_routes(&routes).map_err(|err| format!("probe failed: {err}"))?;
+        self.say(format!(
+            "pages answered below 500 as before: {}",
+            self.routes.paths.join(" ")
+        ));
+        Ok(())
     }
 
     /// Moves `which` (instances of the roller, in its order) to `id`, proving each before the
@@ -530,6 +615,7 @@ impl Run<'_> {
         roller: &mut Roller,
         id: &ReleaseId,
         which: &[Instance],
+        direction: Direction,
     ) -> Result<(), String> {
         let release_dir = resolved(self.root.release_dir(id).into_std_path_buf());
         let releases = resolved(self.root.releases_dir().into_std_path_buf());
@@ -600,9 +686,55 @@ impl Run<'_> {
             let proven = proven?;
             failpoint::hit("activate-after-worker");
             self.say(proven_line(&before, &proven, id, roller, started));
+            if direction == Direction::Forward
+                && let Some(endpoint) = &roller.endpoint
+            {
+                self.pages_on_worker(&before, proven.pid, id, endpoint)?;
+            }
             snapshot = proven.instances;
         }
         Ok(())
+    }
+
+    /// Asks the new worker itself for every checked page, on a connection the cluster primary
+    /// handed to it, before the next worker follows it: a page the new release breaks is
+    /// caught with one worker on it, even on an app without a preflight.
+    fn pages_on_worker(
+        &mut self,
+        worker: &Instance,
+        pid: u32,
+        id: &ReleaseId,
+        endpoint: &Endpoint,
+    ) -> Result<(), String> {
+        if self.routes.is_empty() {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.config.verify.timeout_ms);
+        let mut answers = Vec::new();
+        for route in &self.routes.paths {
+            match self.host.ask(pid, endpoint, route, timeout) {
+                Some(answer) => answers.push((route.clone(), answer)),
+                None => {
+                    return Err(format!(
+                        "worker {} (pid {pid}) of {id} took no connection on {endpoint} to be asked for `{route}`",
+                        worker.pm_id
+                    ));
+                }
+            }
+        }
+        match relman_verify::regressions(&self.routes.baseline, &answers).first() {
+            None => Ok(()),
+            Some(regression) => Err(format!(
+                "worker {} (pid {pid}) of {id} answered {} for page `{}`{}",
+                worker.pm_id,
+                regression.new,
+                regression.route,
+                regression
+                    .live
+                    .map(|status| format!(" (the previous release answered {status})"))
+                    .unwrap_or_default()
+            )),
+        }
     }
 
     fn record_worker(
@@ -699,6 +831,8 @@ mod tests {
         silent: HashSet<String>,
         /// Every reload: (pm_id, release).
         reloads: Vec<(u64, String)>,
+        /// (release, route) pairs that answer 500.
+        broken_pages: HashSet<(String, String)>,
         releases: PathBuf,
     }
 
@@ -748,6 +882,31 @@ mod tests {
             let release = cluster.cwd.get(&pid).and_then(|d| d.file_name());
             release.is_some_and(|r| !cluster.silent.contains(r.to_str().unwrap()))
         }
+
+        fn ask(
+            &self,
+            pid: u32,
+            endpoint: &Endpoint,
+            route: &str,
+            _: Duration,
+        ) -> Option<relman_verify::Answer> {
+            if !self.serves(pid, endpoint) {
+                return None;
+            }
+            let cluster = self.0.borrow();
+            let release = cluster.cwd[&pid]
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let broken = cluster.broken_pages.contains(&(release, route.to_owned()));
+            Some(relman_verify::Answer::Status(if broken {
+                500
+            } else {
+                200
+            }))
+        }
     }
 
     struct Fixture {
@@ -779,6 +938,7 @@ mod tests {
             next_pid: 100,
             silent: silent.iter().map(|s| (*s).to_owned()).collect(),
             reloads: Vec::new(),
+            broken_pages: HashSet::new(),
             releases,
         };
         Fixture {
@@ -792,6 +952,11 @@ mod tests {
     impl Fixture {
         /// Rolls `a` → `to` the way `activate` does, going back on a failure.
         fn activate(&self, to: &str) -> Result<(), String> {
+            self.activate_checking(to, &[])
+        }
+
+        /// The same, with `routes` checked (the live release answers 200 for each).
+        fn activate_checking(&self, to: &str, routes: &[&str]) -> Result<(), String> {
             let config = Config::default();
             let host = ClusterHost(Rc::clone(&self.cluster));
             let mut events = |_: Event<'_>| {};
@@ -804,6 +969,15 @@ mod tests {
                 warnings: Vec::new(),
                 host: &host,
                 clock: &self.clock,
+                routes: relman_verify::RouteChecks {
+                    paths: routes.iter().map(|r| (*r).to_owned()).collect(),
+                    baseline: relman_verify::Baseline::Live(
+                        routes
+                            .iter()
+                            .map(|r| ((*r).to_owned(), relman_verify::Answer::Status(200)))
+                            .collect(),
+                    ),
+                },
             };
             let mut roller = Roller {
                 driver: Box::new(ClusterPm2(Rc::clone(&self.cluster))),
@@ -820,7 +994,7 @@ mod tests {
             let a = ReleaseId::parse("a").unwrap();
             flip(&self.root, &to).unwrap();
             let all = roller.instances.clone();
-            match run.roll(&mut roller, &to, &all) {
+            match run.roll(&mut roller, &to, &all, Direction::Forward) {
                 Ok(()) => Ok(()),
                 Err(why) => {
                     way_back(&mut run, Some(&mut roller), &to, &a, false)
@@ -877,6 +1051,25 @@ mod tests {
         assert_eq!(fixture.releases_of_workers(), ["a", "a"]);
         assert_eq!(fixture.cluster.borrow().instances[1].pid, 11);
         assert_eq!(fixture.current(), Path::new("releases/a"));
+    }
+
+    #[test]
+    fn a_broken_page_is_caught_on_the_first_worker_and_never_blamed_on_the_way_back() {
+        let fixture = fixture(&[]);
+        fixture
+            .cluster
+            .borrow_mut()
+            .broken_pages
+            .insert(("b".into(), "/pricing".into()));
+        let why = fixture
+            .activate_checking("b", &["/", "/pricing"])
+            .unwrap_err();
+        assert!(
+            why.contains("worker 0") && why.contains("answered 500 for page `/pricing`"),
+            "{why}"
+        );
+        assert_eq!(fixture.reloads(), pairs(&[(0, "b"), (0, "a")]));
+        assert_eq!(fixture.releases_of_workers(), ["a", "a"]);
     }
 
     #[test]
