@@ -186,15 +186,23 @@ interval_ms = 300
     /// Starts the app from `ROOT/current` under `pm2` (this deploy's daemon or another one) on
     /// `port`, and waits until it answers there.
     fn start_app_under(&self, pm2: &Pm2, port: u16) {
-        let ecosystem = self
-            .root
-            .parent()
-            .unwrap()
-            .join(format!("ecosystem-{port}.config.js"));
+        self.start_app_with(pm2, port, "", "/health");
+    }
+
+    /// The same, with `extra` ecosystem settings (`key: value, `) and the health path.
+    fn start_app_with(&self, pm2: &Pm2, port: u16, extra: &str, health: &str) {
+        let ecosystem = if std::ptr::eq(pm2, &self.pm2) && port == self.port {
+            self.root.join("ecosystem.config.js")
+        } else {
+            self.root
+                .parent()
+                .unwrap()
+                .join(format!("ecosystem-{port}.config.js"))
+        };
         std::fs::write(
             &ecosystem,
             format!(
-                "module.exports = {{ apps: [{{ name: '{}', script: 'server.js', cwd: '{}', instances: 2, exec_mode: 'cluster', kill_timeout: 10000, env: {{ PORT: '{}' }} }}] }};\n",
+                "module.exports = {{ apps: [{{ name: '{}', script: 'server.js', cwd: '{}', instances: 2, exec_mode: 'cluster', kill_timeout: 10000, {extra}env: {{ PORT: '{}' }} }}] }};\n",
                 self.app,
                 self.root.join("current").display(),
                 port
@@ -208,7 +216,7 @@ interval_ms = 300
             String::from_utf8_lossy(&out.stderr)
         );
         let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{port}/health");
+        let url = format!("http://127.0.0.1:{port}{health}");
         while !answers(&url) {
             assert!(Instant::now() < deadline, "the app never answered {url}");
             std::thread::sleep(Duration::from_millis(200));
@@ -770,7 +778,10 @@ interval_ms = 300
         first["durations_ms"], second["durations_ms"]
     );
 
-    deploy.serve_first("a");
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    deploy.start_app_with(&deploy.pm2, deploy.port, "", "/api/health");
     deploy.assert_live("a");
 
     let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
@@ -1000,4 +1011,280 @@ fn a_broken_page_is_rejected_before_the_flip_and_caught_by_the_probe_without_a_p
         stats.ok, stats.failed
     );
     assert!(stats.ok > 100, "{stats:?}");
+}
+
+/// The fenced block of `docs/guide.md` whose first line starts with `marker`, without the
+/// indentation of the list item it may sit in: the guide's code is what the tests run.
+fn guide_block(marker: &str) -> String {
+    let guide = std::fs::read_to_string(Path::new(REPO).join("docs/guide.md")).unwrap();
+    let mut lines = guide.lines();
+    while let Some(line) = lines.next() {
+        let fence = line.trim_start();
+        if fence.starts_with("```") && fence.len() > 3 {
+            let indent = line.len() - fence.len();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.trim_start().starts_with("```"))
+                .collect();
+            if body
+                .first()
+                .is_some_and(|first| first.trim_start().starts_with(marker))
+            {
+                return body
+                    .iter()
+                    .map(|l| format!("{}\n", l.get(indent..).unwrap_or("").trim_end()))
+                    .collect();
+            }
+        }
+    }
+    panic!("docs/guide.md has no code block starting with {marker:?}");
+}
+
+/// Runs a command to success, or panics with its output.
+fn run_ok(command: &mut Command) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stock Next.js app at `dir`, as an operator following the guide has it: `create-next-app`
+/// 16.4.3's App Router template (pinned in the repo's package.json, its lockfile made by npm),
+/// plus the guide's `server.js` and health route and a slow route for the load.
+fn stock_next_app(dir: &Path) {
+    let create = Path::new(REPO).join("node_modules/.bin/create-next-app");
+    run_ok(
+        Command::new(&create)
+            .arg(dir)
+            .args([
+                "--js",
+                "--app",
+                "--no-tailwind",
+                "--no-eslint",
+                "--no-biome",
+                "--no-src-dir",
+                "--no-react-compiler",
+                "--import-alias",
+                "@/*",
+                "--use-npm",
+                "--disable-git",
+                "--skip-install",
+                "--no-agent-feedback",
+                "--yes",
+            ])
+            .env("NEXT_TELEMETRY_DISABLED", "1"),
+    );
+    run_ok(
+        Command::new("npm")
+            .args(["install", "--package-lock-only", "--no-audit", "--no-fund"])
+            .current_dir(dir),
+    );
+    std::fs::write(dir.join("server.js"), guide_block("// server.js:")).unwrap();
+    let health = dir.join("app/api/health");
+    std::fs::create_dir_all(&health).unwrap();
+    std::fs::write(
+        health.join("route.js"),
+        guide_block("// app/api/health/route.js"),
+    )
+    .unwrap();
+    let slow = dir.join("app/slow");
+    std::fs::create_dir_all(&slow).unwrap();
+    std::fs::copy(
+        Path::new(REPO).join("fixtures/stock-next/add/app/slow/route.js"),
+        slow.join("route.js"),
+    )
+    .unwrap();
+}
+
+/// The stock app with one change, the way real apps break.
+fn stock_variant(base: &Path, dir: &Path, variant: &str) {
+    copy_dir(base, dir);
+    match variant {
+        "healthy" => {}
+        "changed" => {
+            let page = dir.join("app/page.js");
+            let text = std::fs::read_to_string(&page).unwrap();
+            std::fs::write(&page, text.replace("To get started", "To begin")).unwrap();
+        }
+        // Every `GET /` throws while rendering: a 500, while `/api/health` still answers 200.
+        "throws" => std::fs::write(
+            dir.join("app/page.js"),
+            "import { connection } from 'next/server';\n\n// Rendered per request (not at build time), where it throws.\nexport const instant = false;\n\nexport default async function Home() {\n  await connection();\n  throw new Error('the home page is broken in this release');\n}\n",
+        )
+        .unwrap(),
+        // Boot waits for a service that never answers.
+        "hangs" => std::fs::write(
+            dir.join("instrumentation.js"),
+            "export async function register() {\n  await new Promise(() => {});\n}\n",
+        )
+        .unwrap(),
+        other => panic!("no stock variant {other}"),
+    }
+}
+
+#[test]
+fn a_stock_nextjs_app_passes_every_gate_under_load() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-stock");
+    let fonts = Path::new(REPO).join("fixtures/stock-next/google-fonts.js");
+    let config = |preflight: bool| {
+        format!(
+            r#"[build]
+command = "npm run build -- --webpack"
+env = {{ NEXT_TELEMETRY_DISABLED = "1", NEXT_FONT_GOOGLE_MOCKED_RESPONSES = "{fonts}" }}
+
+[pm2]
+app = "{app}"
+bin = "{bin}"
+timeout_secs = 60
+{preflight}
+[verify]
+url = "http://127.0.0.1:{port}/api/health"
+body_contains = "\"release\":\"{{release}}\""
+attempts = 20
+interval_ms = 300
+"#,
+            fonts = fonts.display(),
+            app = deploy.app,
+            bin = deploy.pm2.bin.display(),
+            port = deploy.port,
+            preflight = if preflight {
+                "\n[preflight]\ncommand = \"node server.js\"\nurl = \"http://127.0.0.1:{port}/api/health\"\ntimeout_secs = 20\n"
+            } else {
+                ""
+            }
+        )
+    };
+    std::fs::write(deploy.root.join("relman.toml"), config(true)).unwrap();
+    let base = deploy.root.parent().unwrap().join("stock");
+    stock_next_app(&base);
+    // `a` first (npm ci), then the others at once, copying its node_modules: builds run in
+    // parallel by design (the root lock is held only while an ID is claimed).
+    let build = |id: &str, variant: &str| {
+        let source = deploy.root.parent().unwrap().join(format!("src-{id}"));
+        stock_variant(&base, &source, variant);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relman"));
+        command
+            .args(["build", "--id", id, "--source"])
+            .arg(&source)
+            .arg("--root")
+            .arg(&deploy.root)
+            .env_remove("RELMAN_ROOT");
+        command
+    };
+    run_ok(&mut build("a", "healthy"));
+    let builds: Vec<_> = [("b", "changed"), ("throws", "throws"), ("hangs", "hangs")]
+        .into_iter()
+        .map(|(id, variant)| {
+            let child = build(id, variant)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (id, child)
+        })
+        .collect();
+    for (id, child) in builds {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "build {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    deploy.start_app_with(
+        &deploy.pm2,
+        deploy.port,
+        "listen_timeout: 10000, ",
+        "/api/health",
+    );
+    deploy.assert_live("a");
+    let load = start_load(deploy.port);
+
+    // `a` serves its static page: Next.js writes its route cache into `a` at run time.
+    let home = format!("http://127.0.0.1:{}/", deploy.port);
+    assert!(answers(&home), "the stock home page answers");
+    let route_cache = deploy.root.join("releases/a/.next/server/route-cache");
+    assert!(route_cache.is_dir(), "Next.js wrote no route cache");
+    let verify = deploy.relman(&["verify", "a", "--json"]).json(0);
+    assert!(
+        !verify["runtime"]["added"].as_array().unwrap().is_empty(),
+        "{verify}"
+    );
+
+    deploy.relman(&["activate", "b"]).success();
+    deploy.assert_live("b");
+    // Back to `a`, which has served traffic, with the integrity check on.
+    let report = deploy.relman(&["rollback", "--json"]).json(0);
+    assert_eq!(report["to"], "a", "{report}");
+    deploy.assert_live("a");
+
+    // The home page throws: the build's own manifests name `/`, the preflight asks it. Next.js
+    // 16 answers such a page 200 with its error document ("Application error").
+    let report = deploy.relman(&["activate", "throws", "--json"]).json(3);
+    assert_eq!(report["result"], "rejected", "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("route `/` answered 200 with Next.js's error page on the new release (the live release answers 200)"),
+        "{reason}"
+    );
+    deploy.assert_live("a");
+
+    // Boot never ends (`instrumentation.js` waits for ever): the server takes connections and
+    // answers none. The preflight never sees its health route answer.
+    let report = deploy.relman(&["activate", "hangs", "--json"]).json(3);
+    assert_eq!(report["result"], "rejected", "{report}");
+    deploy.assert_live("a");
+
+    // A tampered chunk in `b` is refused.
+    let chunks = deploy.root.join("releases/b/.next/server/chunks");
+    let chunk = std::fs::read_dir(&chunks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "js"))
+        .expect("a server chunk");
+    let mut text = std::fs::read(&chunk).unwrap();
+    text.extend_from_slice(b"\n// tampered\n");
+    std::fs::write(&chunk, text).unwrap();
+    let run = deploy.relman(&["activate", "b"]);
+    let err = String::from_utf8_lossy(&run.code(1).stderr).into_owned();
+    assert!(err.contains("does not match its manifest"), "{err}");
+    deploy.assert_live("a");
+
+    let stats = load.stop();
+    eprintln!("stock next load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 200,
+        "too little load to prove anything: {stats:?}"
+    );
+
+    // Without a preflight the hanging release goes as far as its first worker, which takes
+    // connections and answers none: caught when that worker is asked for `/`, and rolled back.
+    // The requests the cluster handed it meanwhile are lost (that is what the preflight is
+    // for): counted and reported, not asserted.
+    std::fs::write(deploy.root.join("relman.toml"), config(false)).unwrap();
+    let load = start_load(deploy.port);
+    let report = deploy.relman(&["activate", "hangs", "--json"]).json(3);
+    assert_eq!(report["rolled_back_to"], "a", "{report}");
+    let moved: Vec<&str> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["release"].as_str().unwrap())
+        .collect();
+    assert_eq!(moved, ["hangs", "a"], "{report}");
+    deploy.assert_live("a");
+    let stats = load.stop();
+    eprintln!(
+        "stock next, hang without a preflight: {} ok, {} failed (exit 3 after {} ms, rolled back)",
+        stats.ok, stats.failed, report["durations_ms"]["total"]
+    );
 }

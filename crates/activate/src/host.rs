@@ -2,7 +2,7 @@
 //! port) and the clock. Both are traits so that the proof's decisions are unit-tested with
 //! scripted fakes in milliseconds; the real implementations read `/proc` and open connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -71,10 +71,17 @@ pub(crate) struct Host;
 /// Connections opened per look at a worker that holds nothing on the port yet: more than the
 /// workers of most clusters, so that one reaches the worker even when the others are free first.
 const POKES: usize = 4;
-/// How long a look waits for one of its connections to be handed to the worker. The cluster
-/// primary accepts and hands over connections one at a time on its event loop; under heavy
-/// load a new connection can wait in that queue for hundreds of milliseconds.
+/// How long one look of the proof waits for a connection to be handed to the worker (the look
+/// is repeated until the proof's own deadline). The cluster primary accepts and hands over
+/// connections one at a time on its event loop; under heavy load a new connection can wait in
+/// that queue for hundreds of milliseconds.
 const POKE_WAIT: Duration = Duration::from_secs(1);
+/// How long relman tries to reach one worker to ask it for a page.
+const ASK_PATIENCE: Duration = Duration::from_secs(10);
+/// A new round of connections this often while none reached the worker.
+const POKE_ROUND: Duration = Duration::from_millis(250);
+/// At most this many of relman's connections are open at once.
+const MAX_POKES: usize = 16;
 /// How often the worker's sockets are read during that wait.
 const POKE_POLL: Duration = Duration::from_millis(10);
 
@@ -87,42 +94,52 @@ impl Processes for Host {
         if relman_sys::proc::holds_port(pid, endpoint.port).unwrap_or(false) {
             return true;
         }
-        held_connection(pid, endpoint).is_some()
+        held_connection(pid, endpoint, POKE_WAIT).is_some()
     }
 
     fn ask(&self, pid: u32, endpoint: &Endpoint, route: &str, timeout: Duration) -> Option<Answer> {
-        let stream = held_connection(pid, endpoint)?;
+        let stream = held_connection(pid, endpoint, ASK_PATIENCE)?;
         Some(ask_on(stream, endpoint, route, timeout))
     }
 }
 
-/// A connection to the endpoint that the cluster primary handed to `pid`.
+/// A connection to the endpoint that the cluster primary handed to `pid`, or `None` after
+/// `patience`.
 ///
 /// A worker that listens gets connections: the primary hands each accepted connection to the
 /// next free worker. Real traffic comes and goes too fast to be seen (a request is answered in
 /// a millisecond), so relman opens connections of its own and keeps them open, sending
-/// nothing, until the worker holds one (its inode is among the worker's descriptors) or the
-/// wait is over. The others are closed unused.
-fn held_connection(pid: u32, endpoint: &Endpoint) -> Option<TcpStream> {
+/// nothing, until the worker holds one (its inode is among the worker's descriptors). Under
+/// load a busy worker is skipped while it is busy, so connections keep being opened, a few at
+/// a time, the oldest closed once there are many.
+fn held_connection(pid: u32, endpoint: &Endpoint, patience: Duration) -> Option<TcpStream> {
     let address = endpoint.addresses().into_iter().next()?;
-    let pokes: Vec<(TcpStream, SocketAddr)> = (0..POKES)
-        .filter_map(|_| {
-            let stream = TcpStream::connect_timeout(&address, POKE_WAIT).ok()?;
-            let local = stream.local_addr().ok()?;
-            Some((stream, local))
-        })
-        .collect();
-    if pokes.is_empty() {
-        return None;
-    }
-    let peers: Vec<SocketAddr> = pokes.iter().map(|(_, local)| *local).collect();
-    // The socket table can hold thousands of lines under load: it is read only until the
-    // primary has accepted every poke (each then has an inode); from then on only the
-    // worker's descriptors are read.
+    let deadline = Instant::now() + patience;
+    let mut pokes: VecDeque<(TcpStream, SocketAddr)> = VecDeque::new();
     let mut accepted: HashMap<u64, SocketAddr> = HashMap::new();
-    let deadline = Instant::now() + POKE_WAIT;
+    let mut next_round = Instant::now();
     loop {
-        if accepted.len() < peers.len() {
+        if Instant::now() >= next_round {
+            while pokes.len() + POKES > MAX_POKES {
+                pokes.pop_front();
+            }
+            for _ in 0..POKES {
+                let Ok(stream) = TcpStream::connect_timeout(&address, POKE_WAIT) else {
+                    break;
+                };
+                if let Ok(local) = stream.local_addr() {
+                    pokes.push_back((stream, local));
+                }
+            }
+            if pokes.is_empty() {
+                return None;
+            }
+            next_round = Instant::now() + POKE_ROUND;
+        }
+        let peers: Vec<SocketAddr> = pokes.iter().map(|(_, local)| *local).collect();
+        // The socket table can hold thousands of lines under load: it is read only while some
+        // poke has not been accepted by the primary yet (it has no inode until then).
+        if accepted.len() < peers.len() || accepted.values().any(|p| !peers.contains(p)) {
             accepted =
                 relman_sys::proc::accepted_from(pid, endpoint.port, &peers).unwrap_or_default();
         }
@@ -142,8 +159,8 @@ fn held_connection(pid: u32, endpoint: &Endpoint) -> Option<TcpStream> {
     }
 }
 
-/// One `GET` on a connection, read up to the status line: which worker answers is fixed by
-/// the connection, so a plain HTTP/1.1 request is all it takes.
+/// One `GET` on a connection, read to its end: which worker answers is fixed by the
+/// connection, so a plain HTTP/1.1 request is all it takes.
 fn ask_on(mut stream: TcpStream, endpoint: &Endpoint, route: &str, timeout: Duration) -> Answer {
     let failure = |error: std::io::Error| {
         NoAnswer(match error.kind() {
@@ -165,38 +182,44 @@ fn ask_on(mut stream: TcpStream, endpoint: &Endpoint, route: &str, timeout: Dura
     {
         return failure(error);
     }
-    let mut head = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 8192 {
+    // `Connection: close`: the whole response is what comes before the end of the stream.
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
         match stream.read(&mut buffer) {
-            Ok(0) => {
-                return NoAnswer(Failure::Closed {
-                    detail: "the connection closed before a status line".into(),
-                });
+            Ok(0) => break,
+            Ok(n) => {
+                response.extend_from_slice(&buffer[..n]);
+                if response.len() > MAX_RESPONSE_BYTES {
+                    break;
+                }
             }
-            Ok(n) => head.extend_from_slice(&buffer[..n]),
             Err(error) if error.kind() == ErrorKind::Interrupted => {}
             Err(error) => return failure(error),
         }
     }
-    let line = String::from_utf8_lossy(&head);
+    let line_end = response
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(response.len());
+    let line = String::from_utf8_lossy(&response[..line_end]);
     let status = line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse::<u16>().ok());
     match status {
-        Some(status) => Answer::Status(status),
+        Some(status) => Answer::of_response(status, &response),
+        None if response.is_empty() => NoAnswer(Failure::Closed {
+            detail: "the connection closed without a response".into(),
+        }),
         None => NoAnswer(Failure::NotHttp {
-            detail: line
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(80)
-                .collect(),
+            detail: line.chars().take(80).collect(),
         }),
     }
 }
+
+/// How much of a page is read to look for an error document.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 impl Clock for Host {
     fn now(&self) -> Instant {

@@ -223,11 +223,31 @@ pub fn parse_jlist(text: &str) -> Result<Vec<Instance>> {
 }
 
 pub(crate) fn snippet(text: &str) -> String {
-    let flat = text.trim().replace('\n', " ");
+    let flat = without_colours(text.trim()).replace('\n', " ");
     match flat.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &flat[..cut]),
         None => flat,
     }
+}
+
+/// PM2's command line colours its messages; in relman's one-line errors the escapes are noise.
+fn without_colours(text: &str) -> String {
+    let mut clean = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // A CSI sequence ends with a byte in `@`..=`~`.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            clean.push(c);
+        }
+    }
+    clean
 }
 
 /// What relman asks of PM2 during a roll. The command line and the session both answer it;
@@ -488,6 +508,14 @@ mod tests {
             let err = parse_jlist(text).unwrap_err();
             assert!(err.to_string().contains("jlist"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn colours_are_left_out_of_messages() {
+        assert_eq!(
+            snippet("\u{1b}[31m[PM2][ERROR] \u{1b}[39mFile x not found"),
+            "[PM2][ERROR] File x not found"
+        );
     }
 
     #[test]

@@ -278,6 +278,7 @@ fn plural(count: u32, one: &'static str, many: &'static str) -> &'static str {
 fn answered(answer: &Answer) -> String {
     match answer {
         Answer::Status(status) => format!("answered {status}"),
+        Answer::ErrorPage(status) => format!("answered {status} with Next.js's error page"),
         Answer::NoAnswer(failure) => format!("gave no answer ({failure})"),
     }
 }

@@ -6,9 +6,13 @@
 //! is no live answer to compare with) and the new release answers 500 or more, or nothing at
 //! all. A route that already fails on the live release is not the new release's fault. Any
 //! status is an answer: a 3xx or a 404 says the server is up and chose to say so.
+//!
+//! One exception: Next.js 16 with Cache Components answers a page that throws while rendering
+//! with status 200 and its error document (`<html id="__next_error__">`, "Application error" in
+//! the browser). That is a failure users see, whatever the status says.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::thread;
 use std::time::Duration;
 
@@ -20,16 +24,36 @@ use crate::probe::{MAX_BODY_BYTES, agent, failure_from, validate_url};
 pub enum Answer {
     /// A whole response with this status.
     Status(u16),
+    /// A whole response with this status whose body is Next.js's error document: the page
+    /// threw while rendering.
+    ErrorPage(u16),
     /// No whole response: refused, reset, timed out, not HTTP.
     NoAnswer(Failure),
 }
 
+/// What Next.js's error document carries: `<html id="__next_error__">`.
+const NEXT_ERROR_MARK: &[u8] = b"id=\"__next_error__\"";
+
 impl Answer {
-    /// Whether users would see an error: a status of 500 or more, or no answer at all.
+    /// The answer of a whole response: its status, and whether its body is Next.js's error
+    /// document.
+    pub fn of_response(status: u16, body: &[u8]) -> Answer {
+        if body
+            .windows(NEXT_ERROR_MARK.len())
+            .any(|window| window == NEXT_ERROR_MARK)
+        {
+            Answer::ErrorPage(status)
+        } else {
+            Answer::Status(status)
+        }
+    }
+
+    /// Whether users would see an error: a status of 500 or more, an error page, or no answer
+    /// at all.
     pub fn is_failure(&self) -> bool {
         match self {
             Answer::Status(status) => *status >= 500,
-            Answer::NoAnswer(_) => true,
+            Answer::ErrorPage(_) | Answer::NoAnswer(_) => true,
         }
     }
 }
@@ -38,6 +62,7 @@ impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Answer::Status(status) => write!(f, "{status}"),
+            Answer::ErrorPage(status) => write!(f, "{status} with Next.js's error page"),
             Answer::NoAnswer(failure) => write!(f, "no answer ({failure})"),
         }
     }
@@ -324,12 +349,14 @@ fn ask(origin: &Origin, route: &str, timeout: Duration) -> Answer {
         Err(error) => return Answer::NoAnswer(failure_from(error, &url, timeout)),
     };
     let status = response.status().as_u16();
-    let mut body = response
+    let mut body = Vec::new();
+    match response
         .into_body()
         .into_reader()
-        .take(MAX_BODY_BYTES as u64);
-    match io::copy(&mut body, &mut io::sink()) {
-        Ok(_) => Answer::Status(status),
+        .take(MAX_BODY_BYTES as u64)
+        .read_to_end(&mut body)
+    {
+        Ok(_) => Answer::of_response(status, &body),
         Err(error) => Answer::NoAnswer(failure_from(ureq::Error::from(error), &url, timeout)),
     }
 }
@@ -359,6 +386,24 @@ mod tests {
     }
 
     const REFUSED: Answer = Answer::NoAnswer(Failure::Refused);
+
+    #[test]
+    fn nextjs_error_pages_are_failures_whatever_their_status() {
+        let page = b"<!DOCTYPE html><html id=\"__next_error__\"><head>";
+        assert_eq!(Answer::of_response(200, page), Answer::ErrorPage(200));
+        assert!(Answer::ErrorPage(200).is_failure());
+        assert_eq!(
+            Answer::ErrorPage(200).to_string(),
+            "200 with Next.js's error page"
+        );
+        assert_eq!(
+            Answer::of_response(200, b"<html id=\"__next\">"),
+            status(200)
+        );
+        let baseline = Baseline::Live(answers(&[("/", status(200))]));
+        let found = regressions(&baseline, &answers(&[("/", Answer::ErrorPage(200))]));
+        assert_eq!(found.len(), 1);
+    }
 
     #[test]
     fn a_new_failure_where_the_live_release_serves_regresses() {
