@@ -957,6 +957,8 @@ fn a_broken_page_is_rejected_before_the_flip_and_caught_by_the_probe_without_a_p
     deploy.build("a", "healthy");
     // `/health` answers 200, `/` answers 500.
     deploy.build("broken-home", "home-500");
+    // `/` answers 200, `/health` 500.
+    deploy.build("sick", "unhealthy");
     deploy.serve_first("a");
 
     let load = start_load(deploy.port);
@@ -1011,6 +1013,27 @@ fn a_broken_page_is_rejected_before_the_flip_and_caught_by_the_probe_without_a_p
         stats.ok, stats.failed
     );
     assert!(stats.ok > 100, "{stats:?}");
+
+    // A failing health route, without a preflight: the first new worker is asked for it
+    // itself, so the release goes no further than that worker.
+    let load = start_load(deploy.port);
+    let report = deploy.relman(&["activate", "sick", "--json"]).json(3);
+    let reason = report["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("failed its health check `/health`") && reason.contains("status 500"),
+        "{report}"
+    );
+    let moved: Vec<&str> = report["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["release"].as_str().unwrap())
+        .collect();
+    assert_eq!(moved, ["sick", "a"], "{report}");
+    deploy.assert_live("a");
+    let stats = load.stop();
+    eprintln!("sick health (no preflight) load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
 }
 
 /// The fenced block of `docs/guide.md` whose first line starts with `marker`, without the

@@ -53,9 +53,30 @@ pub(crate) trait Processes {
     /// Whether the process serves the endpoint's port: it holds the listening socket, or a
     /// connection the cluster primary accepted on that port and handed to it.
     fn serves(&self, pid: u32, endpoint: &Endpoint) -> bool;
-    /// `GET route` answered by that very process: sent on a connection the cluster primary
-    /// handed to it. `None` when no connection reached it.
-    fn ask(&self, pid: u32, endpoint: &Endpoint, route: &str, timeout: Duration) -> Option<Answer>;
+    /// `GET target` (a path and query) answered by that very process: sent on a connection the
+    /// cluster primary handed to it. `None` when no connection reached it.
+    fn ask(&self, pid: u32, endpoint: &Endpoint, target: &str, timeout: Duration) -> Option<Reply>;
+}
+
+/// A whole HTTP response (its status and up to 1 MiB of it), or why there was none.
+pub(crate) type Reply = Result<Response, Failure>;
+
+/// A whole HTTP response, as one worker gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    /// The raw response, head included.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Response {
+    /// The answer of a page: its status, and whether it is Next.js's error document.
+    pub(crate) fn answer(reply: &Reply) -> Answer {
+        match reply {
+            Ok(response) => Answer::of_response(response.status, &response.bytes),
+            Err(failure) => NoAnswer(failure.clone()),
+        }
+    }
 }
 
 /// The clock the proof waits on.
@@ -97,9 +118,9 @@ impl Processes for Host {
         held_connection(pid, endpoint, POKE_WAIT).is_some()
     }
 
-    fn ask(&self, pid: u32, endpoint: &Endpoint, route: &str, timeout: Duration) -> Option<Answer> {
+    fn ask(&self, pid: u32, endpoint: &Endpoint, target: &str, timeout: Duration) -> Option<Reply> {
         let stream = held_connection(pid, endpoint, ASK_PATIENCE)?;
-        Some(ask_on(stream, endpoint, route, timeout))
+        Some(ask_on(stream, endpoint, target, timeout))
     }
 }
 
@@ -161,9 +182,9 @@ fn held_connection(pid: u32, endpoint: &Endpoint, patience: Duration) -> Option<
 
 /// One `GET` on a connection, read to its end: which worker answers is fixed by the
 /// connection, so a plain HTTP/1.1 request is all it takes.
-fn ask_on(mut stream: TcpStream, endpoint: &Endpoint, route: &str, timeout: Duration) -> Answer {
+fn ask_on(mut stream: TcpStream, endpoint: &Endpoint, target: &str, timeout: Duration) -> Reply {
     let failure = |error: std::io::Error| {
-        NoAnswer(match error.kind() {
+        Err(match error.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => Failure::TimedOut {
                 after_ms: timeout.as_millis(),
             },
@@ -173,7 +194,7 @@ fn ask_on(mut stream: TcpStream, endpoint: &Endpoint, route: &str, timeout: Dura
         })
     };
     let request = format!(
-        "GET {route} HTTP/1.1\r\nHost: {endpoint}\r\nUser-Agent: relman\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {endpoint}\r\nUser-Agent: relman\r\nConnection: close\r\n\r\n"
     );
     if let Err(error) = stream
         .set_read_timeout(Some(timeout))
@@ -208,11 +229,14 @@ fn ask_on(mut stream: TcpStream, endpoint: &Endpoint, route: &str, timeout: Dura
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse::<u16>().ok());
     match status {
-        Some(status) => Answer::of_response(status, &response),
-        None if response.is_empty() => NoAnswer(Failure::Closed {
+        Some(status) => Ok(Response {
+            status,
+            bytes: response,
+        }),
+        None if response.is_empty() => Err(Failure::Closed {
             detail: "the connection closed without a response".into(),
         }),
-        None => NoAnswer(Failure::NotHttp {
+        None => Err(Failure::NotHttp {
             detail: line.chars().take(80).collect(),
         }),
     }
@@ -284,13 +308,16 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        let answer = Host.ask(
-            std::process::id(),
-            &endpoint,
-            "/pricing",
-            Duration::from_secs(2),
-        );
-        assert_eq!(answer, Some(Answer::Status(503)));
+        let reply = Host
+            .ask(
+                std::process::id(),
+                &endpoint,
+                "/pricing",
+                Duration::from_secs(2),
+            )
+            .unwrap();
+        assert_eq!(reply.as_ref().unwrap().status, 503);
+        assert_eq!(Response::answer(&reply), Answer::Status(503));
         let request = server.join().unwrap();
         assert!(
             request.starts_with("GET /pricing HTTP/1.1\r\n"),

@@ -373,9 +373,13 @@ pub(crate) mod fakes {
             endpoint: &Endpoint,
             _route: &str,
             _timeout: Duration,
-        ) -> Option<relman_verify::Answer> {
-            self.serves(pid, endpoint)
-                .then_some(relman_verify::Answer::Status(200))
+        ) -> Option<crate::host::Reply> {
+            self.serves(pid, endpoint).then(|| {
+                Ok(crate::host::Response {
+                    status: 200,
+                    bytes: b"HTTP/1.1 200 OK\r\n\r\nok".to_vec(),
+                })
+            })
         }
     }
 

@@ -19,7 +19,7 @@ use relman_releases::{Config, DeployRoot, ReleaseId, failpoint, store};
 use crate::daemon::{self, PortOwner};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
-use crate::host::{Clock, Endpoint, Host, Processes};
+use crate::host::{Clock, Endpoint, Host, Processes, Response};
 use crate::outcome::{ActivateReport, Outcome, WorkerReport};
 use crate::pm2::{ExecMode, Instance, Pm2, Pm2Control, Pm2State};
 use crate::proof::{self, Reloaded, Target, Watch};
@@ -689,38 +689,81 @@ impl Run<'_> {
             if direction == Direction::Forward
                 && let Some(endpoint) = &roller.endpoint
             {
-                self.pages_on_worker(&before, proven.pid, id, endpoint)?;
+                self.check_worker(&before, proven.pid, id, endpoint)?;
             }
             snapshot = proven.instances;
         }
         Ok(())
     }
 
-    /// Asks the new worker itself for every checked page, on a connection the cluster primary
-    /// handed to it, before the next worker follows it: a page the new release breaks is
-    /// caught with one worker on it, even on an app without a preflight.
-    fn pages_on_worker(
+    /// Asks the new worker itself, on a connection the cluster primary handed to it, for the
+    /// health URL (with the probe's checks and patience) and every checked page (held to the
+    /// live release's answers), before the next worker follows it: a release that serves but
+    /// fails is caught with one worker on it, even on an app without a preflight.
+    fn check_worker(
         &mut self,
         worker: &Instance,
         pid: u32,
         id: &ReleaseId,
         endpoint: &Endpoint,
     ) -> Result<(), String> {
-        if self.routes.is_empty() {
-            return Ok(());
+        let verify = &self.config.verify;
+        let timeout = Duration::from_millis(verify.timeout_ms);
+        let unreachable = |target: &str| {
+            format!(
+                "worker {} (pid {pid}) of {id} took no connection on {endpoint} to be asked for `{target}`",
+                worker.pm_id
+            )
+        };
+        let health = health_target(&verify.url);
+        let needle = body_contains(self.config, id);
+        // The probe's patience, `attempts` tries `interval_ms` apart, bounds the whole check by
+        // time too: a worker that hangs costs that, not `attempts` × `timeout_ms`.
+        let attempts = verify.attempts.max(1);
+        let deadline = self.clock.now()
+            + Duration::from_millis(verify.interval_ms.saturating_mul(u64::from(attempts)));
+        let mut last = String::new();
+        let mut made = 0;
+        for attempt in 1..=attempts {
+            made = attempt;
+            let reply = self
+                .host
+                .ask(pid, endpoint, &health, timeout)
+                .ok_or_else(|| unreachable(&health))?;
+            last = match &reply {
+                Ok(response) if response.status != verify.status => {
+                    format!("status {}, expected {}", response.status, verify.status)
+                }
+                Ok(response) => match &needle {
+                    Some(needle)
+                        if !String::from_utf8_lossy(&response.bytes).contains(needle.as_str()) =>
+                    {
+                        format!("body does not contain {needle:?}")
+                    }
+                    _ => String::new(),
+                },
+                Err(failure) => failure.to_string(),
+            };
+            if last.is_empty() || self.clock.now() >= deadline {
+                break;
+            }
+            if attempt < attempts {
+                self.clock.sleep(Duration::from_millis(verify.interval_ms));
+            }
         }
-        let timeout = Duration::from_millis(self.config.verify.timeout_ms);
+        if !last.is_empty() {
+            return Err(format!(
+                "worker {} (pid {pid}) of {id} failed its health check `{health}` after {made} attempt(s), last: {last}",
+                worker.pm_id
+            ));
+        }
         let mut answers = Vec::new();
         for route in &self.routes.paths {
-            match self.host.ask(pid, endpoint, route, timeout) {
-                Some(answer) => answers.push((route.clone(), answer)),
-                None => {
-                    return Err(format!(
-                        "worker {} (pid {pid}) of {id} took no connection on {endpoint} to be asked for `{route}`",
-                        worker.pm_id
-                    ));
-                }
-            }
+            let reply = self
+                .host
+                .ask(pid, endpoint, route, timeout)
+                .ok_or_else(|| unreachable(route))?;
+            answers.push((route.clone(), Response::answer(&reply)));
         }
         match relman_verify::regressions(&self.routes.baseline, &answers).first() {
             None => Ok(()),
@@ -799,6 +842,15 @@ pub fn probe_spec(config: &Config, id: &ReleaseId) -> relman_verify::ProbeSpec {
         interval: Duration::from_millis(verify.interval_ms),
         timeout: Duration::from_millis(verify.timeout_ms),
     }
+}
+
+/// The path and query of the health URL, what is asked of each worker.
+fn health_target(url: &str) -> String {
+    url.parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_owned()))
+        .filter(|target| !target.is_empty())
+        .unwrap_or_else(|| "/".to_owned())
 }
 
 fn body_contains(config: &Config, id: &ReleaseId) -> Option<String> {
@@ -889,7 +941,7 @@ mod tests {
             endpoint: &Endpoint,
             route: &str,
             _: Duration,
-        ) -> Option<relman_verify::Answer> {
+        ) -> Option<crate::host::Reply> {
             if !self.serves(pid, endpoint) {
                 return None;
             }
@@ -901,10 +953,10 @@ mod tests {
                 .unwrap()
                 .to_owned();
             let broken = cluster.broken_pages.contains(&(release, route.to_owned()));
-            Some(relman_verify::Answer::Status(if broken {
-                500
-            } else {
-                200
+            let status = if broken { 500 } else { 200 };
+            Some(Ok(Response {
+                status,
+                bytes: format!("HTTP/1.1 {status} X\r\n\r\n").into_bytes(),
             }))
         }
     }
@@ -1070,6 +1122,24 @@ mod tests {
         );
         assert_eq!(fixture.reloads(), pairs(&[(0, "b"), (0, "a")]));
         assert_eq!(fixture.releases_of_workers(), ["a", "a"]);
+    }
+
+    #[test]
+    fn a_release_failing_its_health_check_is_caught_on_the_first_worker() {
+        // Health is `/` in the fake (no `verify.url`): it answers 500 on `b`.
+        let fixture = fixture(&[]);
+        fixture
+            .cluster
+            .borrow_mut()
+            .broken_pages
+            .insert(("b".into(), "/".into()));
+        let why = fixture.activate("b").unwrap_err();
+        assert!(
+            why.contains("worker 0") && why.contains("failed its health check `/`"),
+            "{why}"
+        );
+        assert!(why.contains("last: status 500, expected 200"), "{why}");
+        assert_eq!(fixture.reloads(), pairs(&[(0, "b"), (0, "a")]));
     }
 
     #[test]
