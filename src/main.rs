@@ -1,4 +1,5 @@
 //! The `relman` binary: parse the command line, run one command, map the outcome to an exit code.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod commands;

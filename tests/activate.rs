@@ -2,6 +2,7 @@
 //! 3 and 4, the history, and `current` under `kill -9`. The "app" here is a tiny HTTP server in
 //! the test that answers for whatever release `ROOT/current` points to, so a probe can pass for
 //! one release and fail for another.
+#![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods)]
 
 use std::io::{Read, Write};
@@ -477,8 +478,8 @@ fn an_interrupt_during_the_preflight_changes_nothing_and_stops_it() {
         assert!(Instant::now() < deadline, "the preflight never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    relman_sys::process::signal_process(child.id(), relman_sys::process::Signal::Terminate)
+        .unwrap();
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -552,7 +553,7 @@ fn killed_at(root: &Root, failpoint: &str, args: &[&str]) {
         .unwrap();
     assert_eq!(
         out.status.signal(),
-        Some(libc::SIGKILL),
+        Some(9),
         "{failpoint}: relman {args:?} was expected to die there: {out:?}"
     );
 }

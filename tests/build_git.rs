@@ -1,4 +1,5 @@
 //! `relman build --git`: a clone of a local repository, the commit recorded, `.git` left out.
+#![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods)]
 
 use std::path::Path;

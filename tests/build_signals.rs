@@ -1,5 +1,6 @@
 //! Ctrl-C and timeouts during `relman build`: the whole command group dies, the release is left
 //! unsealed and reads as failed, and nothing keeps running.
+#![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
@@ -75,8 +76,8 @@ fn ctrl_c_kills_the_build_group_and_leaves_it_unsealed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(state_of(&root, "interrupted"), "building");
-    // SAFETY: signalling a child we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    relman_sys::process::signal_process(child.id(), relman_sys::process::Signal::Interrupt)
+        .unwrap();
     let started = Instant::now();
     let output = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));

@@ -4,10 +4,12 @@
 //! failure), and the tree the command leaves behind. Most builds use a shell-only build command
 //! (no Node.js) so the file stays fast; the tests that need `node`/`npm` say so and skip loudly
 //! without them (or fail, on CI).
+#![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods)]
 
 mod support;
 
+use relman_sys::process::Signal;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -196,9 +198,8 @@ fn set_mtime(path: &Path, to: std::time::SystemTime) {
 }
 
 fn sigint(pid: u32) {
-    // SAFETY: kill(2) only sends a signal to the relman this test started.
-    let rc = unsafe { libc::kill(pid as i32, libc::SIGINT) };
-    assert_eq!(rc, 0, "kill -INT {pid}");
+    relman_sys::process::signal_process(pid, Signal::Interrupt)
+        .unwrap_or_else(|e| panic!("kill -INT {pid}: {e}"));
 }
 
 #[track_caller]
@@ -1651,7 +1652,7 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         &["is inside the source"],
     );
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if relman_sys::process::effective_ids().0 == 0 {
         // root reads through mode 000, so an unreadable source cannot be made here.
         support::skipped_note("unreadable source (chmod 000) not checked: running as root");
     } else {

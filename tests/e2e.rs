@@ -3,6 +3,7 @@
 //! requests the whole time, and relman activates, rolls back and refuses broken releases.
 //! Every request must succeed, and after every step `current` and every worker's
 //! `/proc/PID/cwd` must be in the expected release.
+#![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -12,6 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use relman_loadgen::{Load, LoadConfig};
+use relman_sys::process::{Signal, signal_group, signal_process};
 use support::snapshot_tree;
 
 mod support;
@@ -46,15 +48,15 @@ impl Drop for Pm2 {
     fn drop(&mut self) {
         let daemon = std::fs::read_to_string(self.home.join("pm2.pid"))
             .ok()
-            .and_then(|pid| pid.trim().parse::<i32>().ok());
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
         let _ = self.cmd(&["kill"]);
         // Whatever `pm2 kill` missed (a panic mid-start, a wedged daemon) goes too, workers first.
         if let Some(daemon) = daemon {
             let _ = Command::new("pkill")
                 .args(["-KILL", "-P", &daemon.to_string()])
                 .status();
-            // SAFETY: signalling a pid read from our own PM2_HOME; ESRCH when already gone.
-            unsafe { libc::kill(daemon, libc::SIGKILL) };
+            // A pid read from our own PM2_HOME; ESRCH when already gone.
+            let _ = signal_process(daemon, Signal::Kill);
         }
     }
 }
@@ -683,12 +685,8 @@ fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
         assert!(Instant::now() < deadline, "the flip never happened");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let group = child.id() as i32;
-    // SAFETY: signalling the process group of our own child.
-    unsafe {
-        libc::kill(-group, libc::SIGHUP);
-        libc::kill(-group, libc::SIGINT);
-    }
+    signal_group(child.id(), Signal::Hangup).unwrap();
+    signal_group(child.id(), Signal::Interrupt).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(
         status.code(),
@@ -713,7 +711,7 @@ fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
         .unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(libc::SIGKILL)
+        Some(9)
     );
     assert_eq!(deploy.current(), "releases/a");
     let status = deploy.relman(&["status", "--json"]).json(0);

@@ -1,7 +1,6 @@
 //! `relman doctor`: is this host ready for zero-downtime deploys? Each check says OK, WARN or
 //! FAIL, and how to fix it.
 
-use std::ffi::CString;
 use std::time::Duration;
 
 use relman_releases::{DeployRoot, store};
@@ -377,9 +376,5 @@ fn is_current_link(root: &DeployRoot, pm_cwd: Option<&str>) -> bool {
 }
 
 fn free_bytes(path: &str) -> Option<u64> {
-    let path = CString::new(path).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `stat` a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+    relman_sys::fs::free_bytes(std::path::Path::new(path)).ok()
 }

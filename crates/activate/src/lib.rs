@@ -8,6 +8,7 @@
 //! ([`pm2`]); its word that a reload is done is never trusted: every worker is proven from
 //! PM2's list, `/proc` and its own sockets.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 // Tests set up their fixtures with plain `std::fs`; the rule is for production code.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 

@@ -461,7 +461,7 @@ impl Pm2Control for Pm2 {
 /// foreground group, and must reach relman (which decides what is safe), not kill a
 /// `pm2 reload` half-way and make a healthy worker look failed.
 pub(crate) fn own_group(command: &mut std::process::Command) -> std::io::Result<()> {
-    std::os::unix::process::CommandExt::process_group(command, 0);
+    relman_sys::process::in_own_group(command);
     Ok(())
 }
 

@@ -22,7 +22,7 @@
 //!
 //! Threads and `std::net::TcpStream` only, no async runtime: the load is a few thousand
 //! requests a second at most, and a test must be able to read every line of it.
-
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // Tests set up their fixtures with plain `std::fs`; the rule is for production code.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]

@@ -4,6 +4,7 @@
 //! It stops when `--seconds` have passed, when `--max-requests` were sent, or as soon as the
 //! file named by `--stop-file` exists, which is how a benchmark script ends it early and
 //! still gets the stats.
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -43,9 +43,6 @@ fn armed() -> &'static [String] {
 pub fn hit(name: &'static str) {
     debug_assert!(ALL.contains(&name), "unknown failpoint {name}");
     if armed().iter().any(|armed| armed == name) {
-        // SAFETY: kill(2) on our own pid; SIGKILL cannot be caught, nothing after it runs.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+        relman_sys::process::die();
     }
 }

@@ -14,6 +14,7 @@
 //! - [`history`](mod@history): `history.jsonl`.
 //! - [`fs`]: every filesystem mutation, atomic and durable, and the kernel locks.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 // Tests set up their fixtures with plain `std::fs`; the rule is for production code.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 

@@ -2,11 +2,13 @@
 //! build log, a deadline, and cancellation that kills the whole group.
 
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use relman_sys::process::Group;
 
 use crate::error::{Error, Result};
 
@@ -39,17 +41,16 @@ pub(crate) fn run(
     command
         .stdin(Stdio::null())
         .stdout(writer)
-        .stderr(writer_err)
-        .process_group(0);
-    let mut child = command.spawn().map_err(|e| {
+        .stderr(writer_err);
+    let spawned = Group::spawn(&mut command).map_err(|e| {
         Failure::Error(Error::Command(format!(
             "failed to start `{}`: {e}",
             command.get_program().to_string_lossy()
         )))
-    })?;
+    });
     // The parent's copies of the write end must be gone, or the reader never sees EOF.
     drop(command);
-    let group = child.id() as i32;
+    let mut group = spawned?;
 
     let (sender, receiver) = mpsc::channel::<Vec<u8>>();
     let pump = std::thread::spawn(move || {
@@ -68,38 +69,30 @@ pub(crate) fn run(
     });
 
     let mut outcome = None;
-    let status = loop {
+    loop {
         while let Ok(chunk) = receiver.try_recv() {
             output(&chunk);
         }
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(err) => {
-                outcome = Some(Failure::Error(Error::Command(format!(
-                    "failed to wait for a build command: {err}"
-                ))));
-                break None;
-            }
+        // Seen without reaping: the leader's pid, which names the group, stays taken until
+        // the group is killed below.
+        if group.leader_exited() {
+            break;
         }
         if cancel.load(Ordering::SeqCst) {
             outcome = Some(Failure::Cancelled);
-            break None;
+            break;
         }
         if Instant::now() >= deadline {
             outcome = Some(Failure::Timeout);
-            break None;
+            break;
         }
         if let Ok(chunk) = receiver.recv_timeout(Duration::from_millis(50)) {
             output(&chunk);
         }
-    };
+    }
     // Whatever the shell left behind in its group goes too: a stray daemon would hold the
     // output pipe open and outlive the build.
-    kill_group(group);
-    if status.is_none() {
-        let _ = child.wait();
-    }
+    let status = group.kill(KILL_GRACE);
     for chunk in receiver.iter() {
         output(&chunk);
     }
@@ -107,7 +100,12 @@ pub(crate) fn run(
     if let Some(failure) = outcome {
         return Err(failure);
     }
-    let status = status.expect("a status when no failure");
+    let status = status.map_err(|stray| {
+        Failure::Error(Error::Command(format!(
+            "processes {:?} of the build's process group {} outlived SIGKILL: stop them by hand",
+            stray.pids, stray.pgid
+        )))
+    })?;
     if status.success() {
         Ok(())
     } else if let Some(code) = status.code() {
@@ -120,12 +118,8 @@ pub(crate) fn run(
     }
 }
 
-fn kill_group(group: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
-    unsafe {
-        libc::kill(-group, libc::SIGKILL);
-    }
-}
+/// How long SIGKILL gets to empty the build's group before its survivors are reported.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs a short command and returns its trimmed stdout, or `None` if it failed.
 pub(crate) fn capture(

@@ -255,9 +255,9 @@ pub enum Error {
     )]
     StrayProcesses {
         /// The process group.
-        pgid: i32,
+        pgid: u32,
         /// The pids still alive.
-        pids: Vec<i32>,
+        pids: Vec<u32>,
     },
     /// A system call around the preflight process failed.
     #[error("could not {action}: {source}")]

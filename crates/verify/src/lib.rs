@@ -18,6 +18,7 @@
 //! (`{release}`) are the caller's to substitute; the preflight replaces `{port}` itself.
 //! Nothing here prints: results and errors carry everything worth showing.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 // Tests set up their fixtures with plain `std::fs`; the rule is for production code.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 

@@ -5,13 +5,15 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::TcpListener;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use relman_sys::process::Group;
 
 use crate::error::{Error, Failure};
 use crate::probe::{ProbeSpec, check_once, validate_url};
@@ -129,9 +131,9 @@ pub fn preflight_cancellable(
         .envs(spec.env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(writer)
-        .stderr(writer_for_stderr)
-        // Its own group, so that one signal reaches every process the shell starts.
-        .process_group(0);
+        .stderr(writer_for_stderr);
+    // Its own group, so that one signal reaches every process the shell starts.
+    relman_sys::process::in_own_group(&mut child);
     if !spec.port_env.is_empty() {
         child.env(&spec.port_env, port.to_string());
     }
@@ -202,7 +204,12 @@ pub fn preflight_cancellable(
         .and_then(|()| prove_routes(spec, &origin, &group, cancel))
         .map(|routes| (started.elapsed(), routes));
 
-    let stopped = group.stop();
+    let stopped = group
+        .stop(TERM_GRACE, KILL_GRACE)
+        .map_err(|stray| Error::StrayProcesses {
+            pgid: stray.pgid,
+            pids: stray.pids,
+        });
     let output = output.finish();
     match (outcome, stopped) {
         (Ok((elapsed, routes)), Ok(_)) => Ok(PreflightReport {
@@ -307,161 +314,6 @@ fn describe(status: ExitStatus) -> String {
         (None, Some(signal)) => format!("signal {signal}"),
         (None, None) => status.to_string(),
     }
-}
-
-/// The preflight's process group; dropping it stops the group, so no return path and no
-/// panic can leave a release running on a stray port.
-pub(crate) struct Group {
-    child: Child,
-    pgid: i32,
-    status: Option<ExitStatus>,
-}
-
-impl Group {
-    pub(crate) fn new(child: Child) -> Self {
-        // `process_group(0)` made the child the leader of a group named after its pid.
-        let pgid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-        Self {
-            child,
-            pgid,
-            status: None,
-        }
-    }
-
-    /// Whether the leader has exited, without reaping it: while its zombie stands, its pid,
-    /// and with it the group id, cannot be reused, so signalling the group stays safe.
-    pub(crate) fn leader_exited(&self) -> bool {
-        if self.status.is_some() {
-            return true;
-        }
-        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid, writable `siginfo_t` that outlives the call.
-        let result = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                self.pgid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if result != 0 {
-            // ECHILD: already reaped, so certainly gone.
-            return io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
-        }
-        // SAFETY: `waitid` filled `info` (or left it zeroed under WNOHANG), both valid.
-        unsafe { info.si_pid() != 0 }
-    }
-
-    /// SIGTERM to the group, up to [`TERM_GRACE`] for it to finish, SIGKILL, then reap the
-    /// leader. Idempotent; returns the leader's exit status.
-    pub(crate) fn stop(&mut self) -> Result<ExitStatus, Error> {
-        if let Some(status) = self.status {
-            return Ok(status);
-        }
-        self.signal(libc::SIGTERM);
-        if !self.wait_until_empty(TERM_GRACE) {
-            self.signal(libc::SIGKILL);
-            self.wait_until_empty(KILL_GRACE);
-        }
-        let survivors = self.live_members();
-        if !self.leader_exited() {
-            // Waiting for a leader that outlived SIGKILL (stuck in the kernel) could block
-            // for ever; say so instead.
-            let mut pids = survivors.unwrap_or_default();
-            if !pids.contains(&self.pgid) {
-                pids.push(self.pgid);
-            }
-            return Err(Error::StrayProcesses {
-                pgid: self.pgid,
-                pids,
-            });
-        }
-        let status = self.child.wait().map_err(|source| Error::Io {
-            action: "reap the preflight command",
-            source,
-        })?;
-        self.status = Some(status);
-        match survivors {
-            Some(pids) if !pids.is_empty() => Err(Error::StrayProcesses {
-                pgid: self.pgid,
-                pids,
-            }),
-            _ => Ok(status),
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: `kill` has no memory-safety preconditions. A negative pid names the group;
-        // ESRCH (nobody left) is the expected outcome of a clean exit, so errors are ignored.
-        unsafe {
-            libc::kill(-self.pgid, signal);
-        }
-    }
-
-    fn wait_until_empty(&self, grace: Duration) -> bool {
-        let deadline = Instant::now() + grace;
-        loop {
-            // The leader is asked through `waitid` too: its main thread shows as a zombie in
-            // `/proc` while its other threads (node has several) are still exiting, and only
-            // `waitid` says when the whole process is gone. Without /proc only it is watched.
-            let empty =
-                self.leader_exited() && self.live_members().is_none_or(|pids| pids.is_empty());
-            if empty {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The pids of the group that are alive (zombies do not count: they hold no port and
-    /// run no code), or `None` when `/proc` cannot be read.
-    fn live_members(&self) -> Option<Vec<i32>> {
-        let entries = std::fs::read_dir("/proc").ok()?;
-        let mut pids = Vec::new();
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            // A process may vanish between listing and reading: it is then not a member.
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            if let Some((state, pgrp)) = state_and_group(&stat)
-                && pgrp == self.pgid
-                && state != 'Z'
-                && state != 'X'
-            {
-                pids.push(pid);
-            }
-        }
-        Some(pids)
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        // Errors cannot be returned from here; the explicit `stop` reports them.
-        let _ = self.stop();
-    }
-}
-
-/// Reads the state and process group from `/proc/PID/stat`. The command name is in
-/// parentheses and may itself contain `)` and spaces, so fields are counted from the last `)`.
-pub(crate) fn state_and_group(stat: &str) -> Option<(char, i32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _parent = fields.next()?;
-    let group = fields.next()?.parse().ok()?;
-    Some((state, group))
 }
 
 /// The last lines the command printed, read by a thread so the command never blocks on a
@@ -674,7 +526,10 @@ mod tests {
     fn is_gone(pid: i32) -> bool {
         match fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
-            Ok(stat) => matches!(state_and_group(&stat), Some(('Z' | 'X', _)) | None),
+            Ok(stat) => matches!(
+                relman_sys::proc::state_and_group(&stat),
+                Some(('Z' | 'X', _)) | None
+            ),
         }
     }
 
@@ -1067,51 +922,10 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_group_stops_it() {
-        let dir = TempDir::new().unwrap();
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg("sleep 60 & echo $! > sleeper.pid; wait")
-            .current_dir(dir.path())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let leader = i32::try_from(child.id()).unwrap();
-        let group = Group::new(child);
-        let pid_file = dir.path().join("sleeper.pid");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while fs::read_to_string(&pid_file).map_or(true, |text| !text.ends_with('\n')) {
-            assert!(
-                Instant::now() < deadline,
-                "the shell never started its child"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-        let sleeper: i32 = fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(!is_gone(sleeper));
-        drop(group);
-        assert!(is_gone(sleeper), "the group's child survived the drop");
-        assert!(
-            !std::path::Path::new(&format!("/proc/{leader}")).exists(),
-            "the leader was not reaped"
-        );
-    }
-
-    #[test]
     fn output_lines_are_cleaned() {
         assert_eq!(
             clean_line("\u{1b}[32mready\u{1b}[0m on\tport\r"),
             "ready on\tport"
         );
-    }
-
-    #[test]
-    fn stat_is_parsed_past_odd_command_names() {
-        let stat = "1234 (we) ird (name)) S 1 4321 4321 0 -1";
-        assert_eq!(state_and_group(stat), Some(('S', 4321)));
     }
 }

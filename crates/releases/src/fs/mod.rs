@@ -36,19 +36,8 @@ pub fn sync_dir(path: &Utf8Path) -> Result<()> {
 
 /// Flushes every dirty page of the filesystem holding `path` (`syncfs(2)`).
 pub(crate) fn sync_filesystem(path: &Utf8Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let dir = File::open(path).at("failed to open", path)?;
-    // SAFETY: syncfs only reads the descriptor, which `dir` keeps open for the call.
-    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(crate::Error::io(
-            "failed to sync the filesystem of",
-            path,
-            io::Error::last_os_error(),
-        ))
-    }
+    relman_sys::fs::sync_filesystem(&dir).at("failed to sync the filesystem of", path)
 }
 
 /// Writes `contents` to `path` atomically and durably.
