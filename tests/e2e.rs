@@ -1309,3 +1309,238 @@ interval_ms = 300
         stats.ok, stats.failed, report["durations_ms"]["total"]
     );
 }
+
+/// A small deterministic generator (xorshift64*): the kills are random but reproducible from
+/// the seed the test prints (`RELMAN_KILL_SEED=N` replays a run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One kind of command the kills are spread over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Killed {
+    Build,
+    Activate,
+    Rollback,
+    Prune,
+}
+
+impl Deploy {
+    /// The IDs of sealed releases, and the state of every release, from `list --json`.
+    fn states(&self) -> Vec<(String, String)> {
+        let list = self.relman(&["list", "--json"]).json(0);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_owned(),
+                    r["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The releases the PM2 daemon's children (the app's workers) run in, from `/proc`
+    /// directly: asking PM2 costs a third of a second per look.
+    fn worker_releases(&self) -> Vec<Option<String>> {
+        let releases = std::fs::canonicalize(self.root.join("releases")).unwrap();
+        let daemon: u32 = std::fs::read_to_string(self.pm2.home.join("pm2.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| relman_sys::proc::info(*pid).is_some_and(|i| i.parent == daemon))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("server.js"))
+            })
+            .map(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/cwd"))
+                    .ok()
+                    .and_then(|cwd| {
+                        cwd.strip_prefix(&releases)
+                            .ok()
+                            .and_then(|rest| rest.components().next())
+                            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Starts relman, waits `delay`, and SIGKILLs it if it still runs. Returns whether it was
+/// killed (a command that finished first is a trial that tested nothing).
+fn kill_after(deploy: &Deploy, args: &[&str], delay: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(args)
+        .arg("--root")
+        .arg(&deploy.root)
+        .env("PM2_HOME", &deploy.pm2.home)
+        .env_remove("RELMAN_ROOT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + delay;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let killed = signal_process(child.id(), Signal::Kill).is_ok();
+    let status = child.wait().unwrap();
+    killed && std::os::unix::process::ExitStatusExt::signal(&status) == Some(9)
+}
+
+#[test]
+fn hundreds_of_random_kills_leave_a_root_that_reads_and_recovers() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::new(pm2, "relman-e2e-kills");
+    let seed: u64 = std::env::var("RELMAN_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("random kills: seed {seed} (RELMAN_KILL_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let target: usize = std::env::var("RELMAN_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+
+    for (id, variant) in [("a", "healthy"), ("b", "healthy")] {
+        deploy.build(id, variant);
+    }
+    deploy.serve_first("a");
+    let source = deploy.root.parent().unwrap().join("src-kills");
+    copy_dir(&Path::new(REPO).join("fixtures/node-app"), &source);
+    let source = source.to_str().unwrap().to_owned();
+
+    // How long each command takes when nothing interrupts it: kills are spread over that.
+    let mut took = std::collections::BTreeMap::new();
+    for (kind, args) in [
+        (Killed::Build, vec!["build", "--source", source.as_str()]),
+        (Killed::Activate, vec!["activate", "b"]),
+        (Killed::Rollback, vec!["rollback", "--to", "a"]),
+        (Killed::Prune, vec!["prune", "--keep", "3"]),
+    ] {
+        let started = Instant::now();
+        let run = deploy.relman(&args);
+        run.success();
+        took.insert(format!("{kind:?}"), started.elapsed());
+    }
+    eprintln!("random kills: unkilled durations {took:?}");
+
+    let mut kills: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut trials = 0;
+    let mut recoveries = 0;
+    while kills.values().sum::<usize>() < target {
+        trials += 1;
+        assert!(
+            trials < target * 4,
+            "too many trials finished before the kill: {kills:?}"
+        );
+        let kind = match rng.below(10) {
+            0..=2 => Killed::Build,
+            3..=5 => Killed::Activate,
+            6..=7 => Killed::Rollback,
+            _ => Killed::Prune,
+        };
+        let sealed: Vec<String> = deploy
+            .states()
+            .into_iter()
+            .filter(|(_, state)| state == "sealed")
+            .map(|(id, _)| id)
+            .collect();
+        let pick = sealed[rng.below(sealed.len() as u64) as usize].clone();
+        let args: Vec<&str> = match kind {
+            Killed::Build => vec!["build", "--source", &source],
+            Killed::Activate => vec!["activate", &pick],
+            Killed::Rollback => vec!["rollback", "--to", &pick],
+            Killed::Prune => vec!["prune", "--keep", "3"],
+        };
+        let full = took[&format!("{kind:?}")];
+        let delay = Duration::from_micros(rng.below(full.as_micros() as u64 + 1));
+        if !kill_after(&deploy, &args, delay) {
+            continue;
+        }
+        *kills.entry(format!("{kind:?}")).or_default() += 1;
+
+        // The invariants, right after the kill: `current` a relative symlink to a sealed
+        // release, every read command working, no release left `building`.
+        let current = deploy.current();
+        let live = current
+            .strip_prefix("releases/")
+            .unwrap_or_else(|| panic!("after killing {args:?}: current -> {current}"))
+            .to_owned();
+        let states = deploy.states();
+        assert!(
+            states
+                .iter()
+                .any(|(id, state)| *id == live && state == "sealed"),
+            "after killing {args:?} at {delay:?}: current -> {live}, states {states:?}"
+        );
+        assert!(
+            states.iter().all(|(_, state)| state != "building"),
+            "after killing {args:?}: {states:?}"
+        );
+        deploy.relman(&["history", "--json"]).json(0);
+        deploy.relman(&["verify", &live]).success();
+        if trials % 10 == 0 {
+            // `status` asks PM2 (a third of a second): not after every kill.
+            deploy.relman(&["status", "--json"]).json(0);
+        }
+
+        // The next command recovers: workers split between two releases (a kill mid-roll) are
+        // brought over by activating what `current` names; after it, no worker runs a release
+        // that `current` does not name.
+        if deploy
+            .worker_releases()
+            .iter()
+            .any(|r| r.as_deref() != Some(live.as_str()))
+        {
+            recoveries += 1;
+            deploy.relman(&["activate", &live]).success();
+            deploy.assert_live(&live);
+        }
+        // Failed builds pile up; a prune that is not killed keeps the root small.
+        if trials % 25 == 0 {
+            deploy.relman(&["prune", "--keep", "3"]).success();
+        }
+    }
+    // And the root still deploys: the newest sealed release goes live, proven.
+    let newest = deploy
+        .states()
+        .into_iter()
+        .find(|(_, state)| state == "sealed")
+        .map(|(id, _)| id)
+        .unwrap();
+    deploy.relman(&["activate", &newest]).success();
+    deploy.assert_live(&newest);
+    eprintln!(
+        "random kills: {} SIGKILLs in {trials} trials ({kills:?}), {recoveries} needed a recovery activation; every one left a consistent root",
+        kills.values().sum::<usize>()
+    );
+}
