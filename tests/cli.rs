@@ -11,7 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -675,6 +675,61 @@ fn build_links_shared_paths_as_relative_symlinks_into_shared() {
         "SECRET=live\n"
     );
     fs::rename(&moved, &sb.root).unwrap();
+}
+
+/// The reproduction of the shared-path escape: a live release built from a source with
+/// `uploads/logo.png`, then `shared.paths = ["public/uploads"]` and a new source whose `public`
+/// is a symlink to `target`. The build must be refused (exit 2) before anything is created,
+/// leaving the live release, `shared/` and the directory outside the root as they were.
+#[track_caller]
+fn assert_shared_path_through_a_source_symlink_is_refused(target: &dyn Fn(&Sandbox) -> PathBuf) {
+    const NO_BUILD: &str = "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n";
+    let sb = Sandbox::with_config(NO_BUILD);
+    let live_src = sb.path("live-src");
+    write_file(&live_src.join("uploads/logo.png"), "a\n");
+    build_ok(&sb, &live_src, "live");
+    activate(&sb, "live");
+    sb.write_config(&format!(
+        "{NO_BUILD}[shared]\npaths = [\"public/uploads\"]\n"
+    ));
+    write_file(&sb.root.join("shared/public/uploads/a.png"), "shared\n");
+    write_file(&sb.root.join("shared/uploads/keep.png"), "keep\n");
+    let outside = sb.path("outside");
+    write_file(&outside.join("uploads/keep.png"), "keep\n");
+    let src = sb.path("next-src");
+    write_file(&src.join("index.js"), "x\n");
+    symlink(target(&sb), &src.join("public"));
+    let root_before = snapshot_tree(&sb.root);
+    let outside_before = snapshot_tree(&outside);
+
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "next"]);
+    run.expect_code(2);
+    let message = run.expect_one_line_error();
+    assert!(
+        message.contains("`public/uploads`") && message.contains("`public`"),
+        "the error names the entry and the symlink\n{run}"
+    );
+    assert_eq!(sb.release_ids(), ["live"], "nothing created\n{run}");
+    root_before.assert_same(&snapshot_tree(&sb.root), &run);
+    outside_before.assert_same(&snapshot_tree(&outside), &run);
+    sb.relman(&["verify", "live"]).ok();
+}
+
+#[test]
+fn a_shared_path_through_a_source_symlink_into_the_live_release_is_refused() {
+    // From ROOT/releases/next/public, `../live` is the live release.
+    assert_shared_path_through_a_source_symlink_is_refused(&|_| PathBuf::from("../live"));
+}
+
+#[test]
+fn a_shared_path_through_a_source_symlink_to_a_directory_outside_the_root_is_refused() {
+    assert_shared_path_through_a_source_symlink_is_refused(&|sb| sb.path("outside"));
+}
+
+#[test]
+fn a_shared_path_through_a_source_symlink_into_shared_is_refused() {
+    // From ROOT/releases/next/public, `../../shared` is ROOT/shared.
+    assert_shared_path_through_a_source_symlink_is_refused(&|_| PathBuf::from("../../shared"));
 }
 
 #[test]

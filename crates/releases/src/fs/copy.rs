@@ -22,7 +22,8 @@ pub(crate) struct Exclude {
 }
 
 impl Exclude {
-    fn skips(&self, relative: &Utf8Path) -> bool {
+    /// Whether the copy leaves out `relative` (a path relative to the source root).
+    pub(crate) fn skips(&self, relative: &Utf8Path) -> bool {
         relative
             .file_name()
             .is_some_and(|name| self.names.iter().any(|n| n == name))
