@@ -1541,6 +1541,47 @@ fn prune_spares_a_release_that_a_process_runs_in() {
 }
 
 #[test]
+fn prune_spares_a_release_a_process_runs_in_when_releases_is_a_symlink() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    for id in ["a", "b"] {
+        build_ok(&sb, &src, id);
+    }
+    // `releases/` moved elsewhere and linked back: `/proc/PID/cwd` shows the resolved path.
+    let moved = sb.path("releases-elsewhere");
+    fs::rename(sb.root.join("releases"), &moved).unwrap();
+    symlink(&moved, &sb.root.join("releases"));
+    let worker = support::KillOnDrop::new(
+        Command::new("sleep")
+            .arg("30.0611")
+            .current_dir(sb.release_dir("a"))
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    wait_for("the worker's cwd", Duration::from_secs(5), || {
+        fs::read_link(format!("/proc/{}/cwd", worker.pid()))
+            .ok()
+            .filter(|cwd| cwd.starts_with(moved.join("a")))
+    });
+
+    let run = sb.relman(&["prune", "--keep", "1", "--json"]);
+    run.ok();
+    let report = run.json();
+    assert_eq!(ids(&report["deleted"]), Vec::<String>::new(), "{run}");
+    assert_eq!(ids(&report["kept"]), ["b", "a"], "{run}");
+    assert!(
+        report["protected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "a" && p["reason"].as_str().unwrap().contains("running process")),
+        "{run}"
+    );
+    assert!(moved.join("a").is_dir());
+    drop(worker);
+}
+
+#[test]
 fn prune_never_follows_a_symlink_out_of_a_release() {
     let sb = Sandbox::with_config(&fast_config(""));
     let outside = sb.path("outside");
