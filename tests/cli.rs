@@ -534,17 +534,12 @@ fn build_copies_the_source_faithfully() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    // The claim (`build.json`) is gone: relman removes it just before it seals.
     assert_eq!(
         meta,
-        [
-            "build.json",
-            "build.lock",
-            "build.log",
-            "manifest.sha256",
-            "release.json"
-        ]
-        .map(String::from)
-        .into(),
+        ["build.lock", "build.log", "manifest.sha256", "release.json"]
+            .map(String::from)
+            .into(),
         "the source's .relman/ is not copied"
     );
     assert_eq!(
@@ -965,6 +960,126 @@ fn a_build_past_its_timeout_is_killed_with_its_whole_process_group() {
     );
     assert_no_process_with_arg("30.0417");
     assert_eq!(state_of(&sb, "slow").as_deref(), Some("failed"));
+}
+
+/// A build command that forges relman's seal: it copies `forge/release.json` (a real seal with
+/// `"id": "good"`) into `.relman/release.json` under this release's ID, writes a manifest that
+/// `sha256sum -c` accepts, then exits with the status in `forge/EXIT`.
+const FORGING_SCRIPT: &str = r#"mkdir -p build && echo "$RELMAN_RELEASE" > build/BUILD_ID && sed "s/\"id\": \"good\"/\"id\": \"$RELMAN_RELEASE\"/" forge/release.json > .relman/release.json && find . -type f ! -path './.relman/*' -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum > .relman/manifest.sha256 && exit "$(cat forge/EXIT)""#;
+
+/// A sandbox with a sealed release `good` and a source whose build command forges a seal.
+fn forging_sandbox(exit: u8) -> (Sandbox, std::path::PathBuf) {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "good");
+    let forge = sb.path("forge-src");
+    write_file(&forge.join("index.js"), "x\n");
+    write_file(
+        &forge.join("forge/release.json"),
+        read_file(&sb.release_dir("good").join(".relman/release.json")),
+    );
+    write_file(&forge.join("forge/EXIT"), exit.to_string());
+    sb.write_config(&config("", FORGING_SCRIPT, ""));
+    (sb, forge)
+}
+
+#[test]
+fn a_seal_written_by_a_failing_build_command_does_not_count() {
+    let (sb, forge) = forging_sandbox(1);
+    let run = sb.relman(&["build", "--source", s(&forge), "--id", "forged"]);
+    run.expect_code(1);
+    assert!(
+        run.expect_error_line().contains("exited with status 1"),
+        "{run}"
+    );
+    assert_eq!(state_of(&sb, "forged").as_deref(), Some("failed"), "{run}");
+    let activate = sb.relman(&["activate", "forged", "--no-reload", "--no-probe"]);
+    activate.expect_code(1);
+    assert!(
+        activate.expect_one_line_error().contains("not sealed"),
+        "{activate}"
+    );
+    assert!(fs::symlink_metadata(sb.root.join("current")).is_err());
+    // relman removes what it did not write.
+    let meta = sb.release_dir("forged").join(".relman");
+    assert!(!meta.join("release.json").exists(), "{run}");
+    assert!(!meta.join("manifest.sha256").exists(), "{run}");
+}
+
+#[test]
+fn a_seal_written_by_a_succeeding_build_command_is_replaced_by_relman_s() {
+    let (sb, forge) = forging_sandbox(0);
+    let forged = seal(&sb, "good");
+    let started = chrono::Utc::now();
+    build_ok(&sb, &forge, "forged");
+    let sealed = seal(&sb, "forged");
+    assert_eq!(sealed["id"], "forged");
+    let sealed_at = parse_created_at(&sealed["sealed_at"]);
+    assert!(
+        sealed_at > started && sealed["sealed_at"] != forged["sealed_at"],
+        "relman sealed it after the build: {sealed}"
+    );
+    assert!(
+        parse_created_at(&sealed["created_at"]) > started,
+        "{sealed}"
+    );
+    let release = sb.release_dir("forged");
+    assert_eq!(
+        sealed["files"].as_u64(),
+        Some(count_lines(&release.join(".relman/manifest.sha256")) as u64)
+    );
+    assert!(
+        !release.join(".relman/build.json").exists(),
+        "the claim is gone"
+    );
+    assert_eq!(state_of(&sb, "forged").as_deref(), Some("sealed"));
+    sb.relman(&["verify", "forged"]).ok();
+}
+
+#[test]
+fn a_build_killed_between_removing_its_claim_and_sealing_reads_failed() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "good");
+    let run = sb.relman_env(
+        &["build", "--source", s(&src), "--id", "unclaimed"],
+        &[("RELMAN_FAILPOINTS", "build-after-unclaim")],
+    );
+    assert_eq!(run.code, -1, "killed at the failpoint\n{run}");
+    let meta = sb.release_dir("unclaimed").join(".relman");
+    assert!(meta.join("manifest.sha256").is_file(), "{run}");
+    assert!(!meta.join("build.json").exists(), "{run}");
+    assert!(!meta.join("release.json").exists(), "{run}");
+    assert_eq!(state_of(&sb, "unclaimed").as_deref(), Some("failed"));
+    sb.relman(&["activate", "unclaimed", "--no-reload", "--no-probe"])
+        .expect_code(1);
+    let report = sb.relman(&["prune", "--keep", "1", "--json"]).json();
+    assert_eq!(ids(&report["deleted"]), ["unclaimed"]);
+}
+
+#[test]
+fn a_release_sealed_before_claims_were_removed_still_reads_sealed() {
+    // Earlier relman kept the claim (no `version`) beside the seal; those releases stay sealed.
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "old");
+    let created_at = seal(&sb, "old")["created_at"].clone();
+    let claim = sb.release_dir("old").join(".relman/build.json");
+    write_file(
+        &claim,
+        format!(r#"{{"id":"old","created_at":{created_at},"pid":999999}}"#),
+    );
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("sealed"));
+    sb.relman(&["verify", "old"]).ok();
+    // A claim of this relman beside a seal means the build never finished.
+    write_file(
+        &claim,
+        format!(r#"{{"id":"old","created_at":{created_at},"pid":999999,"version":2}}"#),
+    );
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("failed"));
+    // So does a claim relman cannot read.
+    write_file(&claim, "{");
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("failed"));
 }
 
 #[test]

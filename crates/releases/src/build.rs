@@ -2,7 +2,9 @@
 //!
 //! The steps are separate functions with a timing each, so that a failure, a crash or Ctrl-C
 //! at any point leaves an unsealed directory that reads as `failed` and that `prune` removes.
-//! Nothing here touches `current` or any other release.
+//! Only relman seals: the claim written first stays until the manifest is on disk, and a seal
+//! counts only once the claim is gone, so a seal a build command writes never does (and relman
+//! removes it). Nothing here touches `current` or any other release.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -19,7 +21,10 @@ use crate::fs::copy::{CopyStats, Exclude, copy_tree};
 use crate::fs::lock::BuildLock;
 use crate::id::ReleaseId;
 use crate::manifest;
-use crate::record::{CLAIM_FILE, Claim, LOCK_FILE, LOG_FILE, META_DIR, SEAL_FILE, Seal, Source};
+use crate::record::{
+    CLAIM_FILE, CLAIM_VERSION, Claim, LOCK_FILE, LOG_FILE, MANIFEST_FILE, META_DIR, SEAL_FILE,
+    Seal, Source,
+};
 use crate::root::DeployRoot;
 use crate::run::{self, Failure, LogSink};
 use crate::store::{self, State};
@@ -142,6 +147,11 @@ pub fn build(
         }
         Err(err) => {
             log.write(format!("\nrelman: {err}\n").as_bytes());
+            // A seal or manifest left now is not a finished build's: whoever wrote it (a
+            // build command, or relman before a failed fsync), it must not be mistaken for one.
+            if let Err(cleanup) = remove_seal_files(&dir) {
+                log.write(format!("relman: {cleanup}\n").as_bytes());
+            }
             log.sync();
             Err(match err {
                 Error::Interrupted(_) => err,
@@ -323,6 +333,7 @@ fn claim(
             id: id.clone(),
             created_at,
             pid: std::process::id(),
+            version: CLAIM_VERSION,
         };
         let text = serde_json::to_vec(&claim).expect("a claim always serialises");
         crate::fs::create_new(&meta.join(CLAIM_FILE), &text)?;
@@ -599,6 +610,8 @@ impl Builder<'_> {
     }
 
     fn write_manifest(&mut self) -> Result<(manifest::Manifest, u64)> {
+        // The build commands are done: a seal or manifest in `.relman/` now is theirs.
+        remove_seal_files(self.dir)?;
         let manifest = manifest::compute(self.dir, &self.config.manifest.exclude)?;
         crate::fs::create_new(
             &manifest::manifest_path(self.dir),
@@ -609,11 +622,35 @@ impl Builder<'_> {
     }
 
     fn seal(&mut self, seal: &Seal) -> Result<()> {
-        // Everything the build wrote reaches the disk before the seal says it is complete.
+        // Everything the build wrote, the manifest included, reaches the disk before the claim
+        // goes; the claim is gone for good before the seal is written. A crash in between
+        // leaves neither, which reads as failed.
         crate::fs::sync_filesystem(self.dir)?;
+        let meta = self.dir.join(META_DIR);
+        crate::fs::remove_file(&meta.join(CLAIM_FILE))?;
+        crate::fs::sync_dir(&meta)?;
+        crate::failpoint::hit("build-after-unclaim");
         let text = serde_json::to_vec_pretty(seal).expect("a seal always serialises");
-        crate::fs::atomic_write(&self.dir.join(META_DIR).join(SEAL_FILE), &text)
+        crate::fs::atomic_write(&meta.join(SEAL_FILE), &text)
     }
+}
+
+/// Removes the seal and the manifest of an unsealed release, durably.
+fn remove_seal_files(release: &Utf8Path) -> Result<()> {
+    let meta = release.join(META_DIR);
+    // The build commands could have replaced `.relman/` itself: never write through a symlink.
+    match std::fs::symlink_metadata(&meta) {
+        Ok(found) if found.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Build(format!(
+                "`{meta}` is no longer a directory: the build commands must leave `.relman/` alone"
+            )));
+        }
+        Err(err) => return Err(Error::io("failed to inspect", meta, err)),
+    }
+    crate::fs::remove_file(&meta.join(SEAL_FILE))?;
+    crate::fs::remove_file(&meta.join(MANIFEST_FILE))?;
+    crate::fs::sync_dir(&meta)
 }
 
 /// Replaces `path` in the release with a relative symlink into `ROOT/shared/`, writing nothing
