@@ -607,6 +607,45 @@ fn build_copies_the_source_faithfully() {
 }
 
 #[test]
+fn setuid_and_setgid_bits_do_not_survive_a_change_of_owner() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.path("src");
+    write_file(&src.join("index.js"), "x\n");
+    if fs::metadata(src.join("index.js")).unwrap().uid() != 0 {
+        support::skipped_note(
+            "setuid_and_setgid_bits_do_not_survive_a_change_of_owner: needs root to chown",
+        );
+        return;
+    }
+    for (name, mode, owner) in [
+        ("suid-nobody", 0o4755, Some(65534)),
+        ("sgid-nobody", 0o2755, Some(65534)),
+        ("suid-mine", 0o4755, None),
+        ("sgid-mine", 0o2755, None),
+    ] {
+        let path = src.join("bin").join(name);
+        write_file(&path, "#!/bin/sh\n");
+        if let Some(id) = owner {
+            std::os::unix::fs::chown(&path, Some(id), Some(id)).unwrap();
+        }
+        // After the chown, which clears both bits.
+        chmod(&path, mode);
+        assert_eq!(mode_of(&path), mode);
+    }
+    build_ok(&sb, &src, "owners");
+    let bin = sb.release_dir("owners").join("bin");
+    let copied = |name: &str| {
+        let meta = fs::symlink_metadata(bin.join(name)).unwrap();
+        (mode_of(&bin.join(name)), meta.uid(), meta.gid())
+    };
+    // The copy belongs to relman's user: a bit that named another owner or group goes.
+    assert_eq!(copied("suid-nobody"), (0o755, 0, 0));
+    assert_eq!(copied("sgid-nobody"), (0o755, 0, 0));
+    assert_eq!(copied("suid-mine"), (0o4755, 0, 0));
+    assert_eq!(copied("sgid-mine"), (0o2755, 0, 0));
+}
+
+#[test]
 fn build_links_shared_paths_as_relative_symlinks_into_shared() {
     let sb = Sandbox::with_config(&fast_config(
         "[shared]\npaths = [\".env.production\", \"public/uploads\"]",

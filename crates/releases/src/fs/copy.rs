@@ -1,12 +1,13 @@
 //! Copying a source tree into a fresh release directory.
 //!
-//! Modes and modification times are kept, symlinks are copied as symlinks and never followed,
-//! and the files themselves are copied by a few threads with `copy_file_range(2)` (through
-//! `std::io::copy`), which is what keeps this close to `cp -a`.
+//! Modes and modification times are kept (a setuid or setgid bit only while the copy keeps the
+//! file's owner or group: the copy belongs to relman's user), symlinks are copied as symlinks
+//! and never followed, and the files themselves are copied by a few threads with
+//! `copy_file_range(2)` (through `std::io::copy`), which is what keeps this close to `cp -a`.
 
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -99,18 +100,24 @@ fn copy_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
     })
 }
 
-/// Copies one regular file, keeping its mode and times.
+/// Copies one regular file, keeping its mode (less a setuid or setgid bit that would change
+/// whom it names) and times.
 fn copy_file(from: &Utf8Path, to: &Utf8Path) -> Result<u64> {
     let mut source = File::open(from).at("failed to open", from)?;
     let meta = source.metadata().at("failed to inspect", from)?;
-    let mode = meta.permissions().mode() & 0o7777;
+    let mut mode = meta.permissions().mode() & 0o7777;
+    // Writable while it is filled, and never setuid or setgid before it is whole.
     let mut dest = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode | 0o200)
+        .mode((mode & 0o777) | 0o200)
         .open(to)
         .at("failed to create", to)?;
     let bytes = io::copy(&mut source, &mut dest).at("failed to copy to", to)?;
+    if mode & SETID_BITS != 0 {
+        let copy = dest.metadata().at("failed to inspect", to)?;
+        mode = setid_kept(mode, &meta, &copy);
+    }
     dest.set_permissions(fs::Permissions::from_mode(mode))
         .at("failed to set the mode of", to)?;
     let mut times = FileTimes::new();
@@ -122,6 +129,24 @@ fn copy_file(from: &Utf8Path, to: &Utf8Path) -> Result<u64> {
     }
     dest.set_times(times).at("failed to set the times of", to)?;
     Ok(bytes)
+}
+
+const SETUID: u32 = 0o4000;
+const SETGID: u32 = 0o2000;
+const SETID_BITS: u32 = SETUID | SETGID;
+
+/// `mode` less the setuid bit when the copy's owner is not the source's, and less the setgid
+/// bit when its group is not: the copy belongs to relman's user (as root, a `nobody` file
+/// 4755 would otherwise become a setuid-root program).
+fn setid_kept(mode: u32, source: &fs::Metadata, copy: &fs::Metadata) -> u32 {
+    let mut mode = mode;
+    if source.uid() != copy.uid() {
+        mode &= !SETUID;
+    }
+    if source.gid() != copy.gid() {
+        mode &= !SETGID;
+    }
+    mode
 }
 
 /// A walkdir error as an I/O error on the path it was at.
