@@ -646,6 +646,50 @@ fn setuid_and_setgid_bits_do_not_survive_a_change_of_owner() {
 }
 
 #[test]
+fn a_sparse_source_file_stays_sparse_in_the_release() {
+    use std::io::{Seek, SeekFrom, Write};
+    const MIB: u64 = 1024 * 1024;
+    // The manifest reads every byte, holes included: leave the image out of it, so the time
+    // printed is the copy's.
+    let sb = Sandbox::with_config(&fast_config("[manifest]\nexclude = [\"data\"]"));
+    let src = sb.fixture_source("src");
+    let image = src.join("data/disk.img");
+    write_file(&image, "");
+    {
+        let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
+        file.set_len(1024 * MIB).unwrap();
+        file.seek(SeekFrom::Start(512 * MIB)).unwrap();
+        file.write_all(&[7u8; 4096]).unwrap();
+    }
+    let allocated = |path: &Path| fs::metadata(path).unwrap().blocks() * 512;
+    assert!(allocated(&image) < MIB, "the test file system keeps holes");
+
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "sparse", "--json"]);
+    run.ok();
+    let report = run.json();
+    let copy = sb.release_dir("sparse").join("data/disk.img");
+    eprintln!(
+        "build of a tree with a 1 GiB sparse file: {:?} (copy step {} ms), {} bytes allocated",
+        run.elapsed,
+        report["durations_ms"]["copy"],
+        allocated(&copy)
+    );
+    assert_eq!(fs::metadata(&copy).unwrap().len(), 1024 * MIB);
+    assert!(
+        allocated(&copy) < MIB,
+        "{} bytes allocated",
+        allocated(&copy)
+    );
+    let mut head = [1u8; 4096];
+    let mut file = fs::File::open(&copy).unwrap();
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    assert!(head.iter().all(|b| *b == 0));
+    file.seek(SeekFrom::Start(512 * MIB)).unwrap();
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    assert!(head.iter().all(|b| *b == 7));
+}
+
+#[test]
 fn build_links_shared_paths_as_relative_symlinks_into_shared() {
     let sb = Sandbox::with_config(&fast_config(
         "[shared]\npaths = [\".env.production\", \"public/uploads\"]",
