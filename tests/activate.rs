@@ -613,6 +613,7 @@ fn every_failpoint_leaves_a_state_relman_reads_and_recovers_from() {
         "build-after-install",
         "build-after-build",
         "build-after-manifest",
+        "build-after-unclaim",
         "build-after-seal",
     ] {
         let id = failpoint.trim_start_matches("build-after-");

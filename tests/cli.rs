@@ -13,7 +13,7 @@ use relman_sys::process::Signal;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -535,17 +535,12 @@ fn build_copies_the_source_faithfully() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    // The claim (`build.json`) is gone: relman removes it just before it seals.
     assert_eq!(
         meta,
-        [
-            "build.json",
-            "build.lock",
-            "build.log",
-            "manifest.sha256",
-            "release.json"
-        ]
-        .map(String::from)
-        .into(),
+        ["build.lock", "build.log", "manifest.sha256", "release.json"]
+            .map(String::from)
+            .into(),
         "the source's .relman/ is not copied"
     );
     assert_eq!(
@@ -613,6 +608,89 @@ fn build_copies_the_source_faithfully() {
 }
 
 #[test]
+fn setuid_and_setgid_bits_do_not_survive_a_change_of_owner() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.path("src");
+    write_file(&src.join("index.js"), "x\n");
+    if fs::metadata(src.join("index.js")).unwrap().uid() != 0 {
+        support::skipped_note(
+            "setuid_and_setgid_bits_do_not_survive_a_change_of_owner: needs root to chown",
+        );
+        return;
+    }
+    for (name, mode, owner) in [
+        ("suid-nobody", 0o4755, Some(65534)),
+        ("sgid-nobody", 0o2755, Some(65534)),
+        ("suid-mine", 0o4755, None),
+        ("sgid-mine", 0o2755, None),
+    ] {
+        let path = src.join("bin").join(name);
+        write_file(&path, "#!/bin/sh\n");
+        if let Some(id) = owner {
+            std::os::unix::fs::chown(&path, Some(id), Some(id)).unwrap();
+        }
+        // After the chown, which clears both bits.
+        chmod(&path, mode);
+        assert_eq!(mode_of(&path), mode);
+    }
+    build_ok(&sb, &src, "owners");
+    let bin = sb.release_dir("owners").join("bin");
+    let copied = |name: &str| {
+        let meta = fs::symlink_metadata(bin.join(name)).unwrap();
+        (mode_of(&bin.join(name)), meta.uid(), meta.gid())
+    };
+    // The copy belongs to relman's user: a bit that named another owner or group goes.
+    assert_eq!(copied("suid-nobody"), (0o755, 0, 0));
+    assert_eq!(copied("sgid-nobody"), (0o755, 0, 0));
+    assert_eq!(copied("suid-mine"), (0o4755, 0, 0));
+    assert_eq!(copied("sgid-mine"), (0o2755, 0, 0));
+}
+
+#[test]
+fn a_sparse_source_file_stays_sparse_in_the_release() {
+    use std::io::{Seek, SeekFrom, Write};
+    const MIB: u64 = 1024 * 1024;
+    // The manifest reads every byte, holes included: leave the image out of it, so the time
+    // printed is the copy's.
+    let sb = Sandbox::with_config(&fast_config("[manifest]\nexclude = [\"data\"]"));
+    let src = sb.fixture_source("src");
+    let image = src.join("data/disk.img");
+    write_file(&image, "");
+    {
+        let mut file = fs::OpenOptions::new().write(true).open(&image).unwrap();
+        file.set_len(1024 * MIB).unwrap();
+        file.seek(SeekFrom::Start(512 * MIB)).unwrap();
+        file.write_all(&[7u8; 4096]).unwrap();
+    }
+    let allocated = |path: &Path| fs::metadata(path).unwrap().blocks() * 512;
+    assert!(allocated(&image) < MIB, "the test file system keeps holes");
+
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "sparse", "--json"]);
+    run.ok();
+    let report = run.json();
+    let copy = sb.release_dir("sparse").join("data/disk.img");
+    eprintln!(
+        "build of a tree with a 1 GiB sparse file: {:?} (copy step {} ms), {} bytes allocated",
+        run.elapsed,
+        report["durations_ms"]["copy"],
+        allocated(&copy)
+    );
+    assert_eq!(fs::metadata(&copy).unwrap().len(), 1024 * MIB);
+    assert!(
+        allocated(&copy) < MIB,
+        "{} bytes allocated",
+        allocated(&copy)
+    );
+    let mut head = [1u8; 4096];
+    let mut file = fs::File::open(&copy).unwrap();
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    assert!(head.iter().all(|b| *b == 0));
+    file.seek(SeekFrom::Start(512 * MIB)).unwrap();
+    std::io::Read::read_exact(&mut file, &mut head).unwrap();
+    assert!(head.iter().all(|b| *b == 7));
+}
+
+#[test]
 fn build_links_shared_paths_as_relative_symlinks_into_shared() {
     let sb = Sandbox::with_config(&fast_config(
         "[shared]\npaths = [\".env.production\", \"public/uploads\"]",
@@ -676,6 +754,61 @@ fn build_links_shared_paths_as_relative_symlinks_into_shared() {
         "SECRET=live\n"
     );
     fs::rename(&moved, &sb.root).unwrap();
+}
+
+/// The reproduction of the shared-path escape: a live release built from a source with
+/// `uploads/logo.png`, then `shared.paths = ["public/uploads"]` and a new source whose `public`
+/// is a symlink to `target`. The build must be refused (exit 2) before anything is created,
+/// leaving the live release, `shared/` and the directory outside the root as they were.
+#[track_caller]
+fn assert_shared_path_through_a_source_symlink_is_refused(target: &dyn Fn(&Sandbox) -> PathBuf) {
+    const NO_BUILD: &str = "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n";
+    let sb = Sandbox::with_config(NO_BUILD);
+    let live_src = sb.path("live-src");
+    write_file(&live_src.join("uploads/logo.png"), "a\n");
+    build_ok(&sb, &live_src, "live");
+    activate(&sb, "live");
+    sb.write_config(&format!(
+        "{NO_BUILD}[shared]\npaths = [\"public/uploads\"]\n"
+    ));
+    write_file(&sb.root.join("shared/public/uploads/a.png"), "shared\n");
+    write_file(&sb.root.join("shared/uploads/keep.png"), "keep\n");
+    let outside = sb.path("outside");
+    write_file(&outside.join("uploads/keep.png"), "keep\n");
+    let src = sb.path("next-src");
+    write_file(&src.join("index.js"), "x\n");
+    symlink(target(&sb), &src.join("public"));
+    let root_before = snapshot_tree(&sb.root);
+    let outside_before = snapshot_tree(&outside);
+
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "next"]);
+    run.expect_code(2);
+    let message = run.expect_one_line_error();
+    assert!(
+        message.contains("`public/uploads`") && message.contains("`public`"),
+        "the error names the entry and the symlink\n{run}"
+    );
+    assert_eq!(sb.release_ids(), ["live"], "nothing created\n{run}");
+    root_before.assert_same(&snapshot_tree(&sb.root), &run);
+    outside_before.assert_same(&snapshot_tree(&outside), &run);
+    sb.relman(&["verify", "live"]).ok();
+}
+
+#[test]
+fn a_shared_path_through_a_source_symlink_into_the_live_release_is_refused() {
+    // From ROOT/releases/next/public, `../live` is the live release.
+    assert_shared_path_through_a_source_symlink_is_refused(&|_| PathBuf::from("../live"));
+}
+
+#[test]
+fn a_shared_path_through_a_source_symlink_to_a_directory_outside_the_root_is_refused() {
+    assert_shared_path_through_a_source_symlink_is_refused(&|sb| sb.path("outside"));
+}
+
+#[test]
+fn a_shared_path_through_a_source_symlink_into_shared_is_refused() {
+    // From ROOT/releases/next/public, `../../shared` is ROOT/shared.
+    assert_shared_path_through_a_source_symlink_is_refused(&|_| PathBuf::from("../../shared"));
 }
 
 #[test]
@@ -911,6 +1044,126 @@ fn a_build_past_its_timeout_is_killed_with_its_whole_process_group() {
     );
     assert_no_process_with_arg("30.0417");
     assert_eq!(state_of(&sb, "slow").as_deref(), Some("failed"));
+}
+
+/// A build command that forges relman's seal: it copies `forge/release.json` (a real seal with
+/// `"id": "good"`) into `.relman/release.json` under this release's ID, writes a manifest that
+/// `sha256sum -c` accepts, then exits with the status in `forge/EXIT`.
+const FORGING_SCRIPT: &str = r#"mkdir -p build && echo "$RELMAN_RELEASE" > build/BUILD_ID && sed "s/\"id\": \"good\"/\"id\": \"$RELMAN_RELEASE\"/" forge/release.json > .relman/release.json && find . -type f ! -path './.relman/*' -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum > .relman/manifest.sha256 && exit "$(cat forge/EXIT)""#;
+
+/// A sandbox with a sealed release `good` and a source whose build command forges a seal.
+fn forging_sandbox(exit: u8) -> (Sandbox, std::path::PathBuf) {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "good");
+    let forge = sb.path("forge-src");
+    write_file(&forge.join("index.js"), "x\n");
+    write_file(
+        &forge.join("forge/release.json"),
+        read_file(&sb.release_dir("good").join(".relman/release.json")),
+    );
+    write_file(&forge.join("forge/EXIT"), exit.to_string());
+    sb.write_config(&config("", FORGING_SCRIPT, ""));
+    (sb, forge)
+}
+
+#[test]
+fn a_seal_written_by_a_failing_build_command_does_not_count() {
+    let (sb, forge) = forging_sandbox(1);
+    let run = sb.relman(&["build", "--source", s(&forge), "--id", "forged"]);
+    run.expect_code(1);
+    assert!(
+        run.expect_error_line().contains("exited with status 1"),
+        "{run}"
+    );
+    assert_eq!(state_of(&sb, "forged").as_deref(), Some("failed"), "{run}");
+    let activate = sb.relman(&["activate", "forged", "--no-reload", "--no-probe"]);
+    activate.expect_code(1);
+    assert!(
+        activate.expect_one_line_error().contains("not sealed"),
+        "{activate}"
+    );
+    assert!(fs::symlink_metadata(sb.root.join("current")).is_err());
+    // relman removes what it did not write.
+    let meta = sb.release_dir("forged").join(".relman");
+    assert!(!meta.join("release.json").exists(), "{run}");
+    assert!(!meta.join("manifest.sha256").exists(), "{run}");
+}
+
+#[test]
+fn a_seal_written_by_a_succeeding_build_command_is_replaced_by_relman_s() {
+    let (sb, forge) = forging_sandbox(0);
+    let forged = seal(&sb, "good");
+    let started = chrono::Utc::now();
+    build_ok(&sb, &forge, "forged");
+    let sealed = seal(&sb, "forged");
+    assert_eq!(sealed["id"], "forged");
+    let sealed_at = parse_created_at(&sealed["sealed_at"]);
+    assert!(
+        sealed_at > started && sealed["sealed_at"] != forged["sealed_at"],
+        "relman sealed it after the build: {sealed}"
+    );
+    assert!(
+        parse_created_at(&sealed["created_at"]) > started,
+        "{sealed}"
+    );
+    let release = sb.release_dir("forged");
+    assert_eq!(
+        sealed["files"].as_u64(),
+        Some(count_lines(&release.join(".relman/manifest.sha256")) as u64)
+    );
+    assert!(
+        !release.join(".relman/build.json").exists(),
+        "the claim is gone"
+    );
+    assert_eq!(state_of(&sb, "forged").as_deref(), Some("sealed"));
+    sb.relman(&["verify", "forged"]).ok();
+}
+
+#[test]
+fn a_build_killed_between_removing_its_claim_and_sealing_reads_failed() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "good");
+    let run = sb.relman_env(
+        &["build", "--source", s(&src), "--id", "unclaimed"],
+        &[("RELMAN_FAILPOINTS", "build-after-unclaim")],
+    );
+    assert_eq!(run.code, -1, "killed at the failpoint\n{run}");
+    let meta = sb.release_dir("unclaimed").join(".relman");
+    assert!(meta.join("manifest.sha256").is_file(), "{run}");
+    assert!(!meta.join("build.json").exists(), "{run}");
+    assert!(!meta.join("release.json").exists(), "{run}");
+    assert_eq!(state_of(&sb, "unclaimed").as_deref(), Some("failed"));
+    sb.relman(&["activate", "unclaimed", "--no-reload", "--no-probe"])
+        .expect_code(1);
+    let report = sb.relman(&["prune", "--keep", "1", "--json"]).json();
+    assert_eq!(ids(&report["deleted"]), ["unclaimed"]);
+}
+
+#[test]
+fn a_release_sealed_before_claims_were_removed_still_reads_sealed() {
+    // Earlier relman kept the claim (no `version`) beside the seal; those releases stay sealed.
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "old");
+    let created_at = seal(&sb, "old")["created_at"].clone();
+    let claim = sb.release_dir("old").join(".relman/build.json");
+    write_file(
+        &claim,
+        format!(r#"{{"id":"old","created_at":{created_at},"pid":999999}}"#),
+    );
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("sealed"));
+    sb.relman(&["verify", "old"]).ok();
+    // A claim of this relman beside a seal means the build never finished.
+    write_file(
+        &claim,
+        format!(r#"{{"id":"old","created_at":{created_at},"pid":999999,"version":2}}"#),
+    );
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("failed"));
+    // So does a claim relman cannot read.
+    write_file(&claim, "{");
+    assert_eq!(state_of(&sb, "old").as_deref(), Some("failed"));
 }
 
 #[test]
@@ -1484,6 +1737,47 @@ fn prune_spares_a_release_that_a_process_runs_in() {
     let run = sb.relman(&["prune", "--keep", "1", "--json"]);
     run.ok();
     assert_eq!(ids(&run.json()["deleted"]), ["old"], "{run}");
+}
+
+#[test]
+fn prune_spares_a_release_a_process_runs_in_when_releases_is_a_symlink() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    for id in ["a", "b"] {
+        build_ok(&sb, &src, id);
+    }
+    // `releases/` moved elsewhere and linked back: `/proc/PID/cwd` shows the resolved path.
+    let moved = sb.path("releases-elsewhere");
+    fs::rename(sb.root.join("releases"), &moved).unwrap();
+    symlink(&moved, &sb.root.join("releases"));
+    let worker = support::KillOnDrop::new(
+        Command::new("sleep")
+            .arg("30.0611")
+            .current_dir(sb.release_dir("a"))
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    wait_for("the worker's cwd", Duration::from_secs(5), || {
+        fs::read_link(format!("/proc/{}/cwd", worker.pid()))
+            .ok()
+            .filter(|cwd| cwd.starts_with(moved.join("a")))
+    });
+
+    let run = sb.relman(&["prune", "--keep", "1", "--json"]);
+    run.ok();
+    let report = run.json();
+    assert_eq!(ids(&report["deleted"]), Vec::<String>::new(), "{run}");
+    assert_eq!(ids(&report["kept"]), ["b", "a"], "{run}");
+    assert!(
+        report["protected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "a" && p["reason"].as_str().unwrap().contains("running process")),
+        "{run}"
+    );
+    assert!(moved.join("a").is_dir());
+    drop(worker);
 }
 
 #[test]

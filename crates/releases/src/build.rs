@@ -2,7 +2,9 @@
 //!
 //! The steps are separate functions with a timing each, so that a failure, a crash or Ctrl-C
 //! at any point leaves an unsealed directory that reads as `failed` and that `prune` removes.
-//! Nothing here touches `current` or any other release.
+//! Only relman seals: the claim written first stays until the manifest is on disk, and a seal
+//! counts only once the claim is gone, so a seal a build command writes never does (and relman
+//! removes it). Nothing here touches `current` or any other release.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -19,7 +21,10 @@ use crate::fs::copy::{CopyStats, Exclude, copy_tree};
 use crate::fs::lock::BuildLock;
 use crate::id::ReleaseId;
 use crate::manifest;
-use crate::record::{CLAIM_FILE, Claim, LOCK_FILE, LOG_FILE, META_DIR, SEAL_FILE, Seal, Source};
+use crate::record::{
+    CLAIM_FILE, CLAIM_VERSION, Claim, LOCK_FILE, LOG_FILE, MANIFEST_FILE, META_DIR, SEAL_FILE,
+    Seal, Source,
+};
 use crate::root::DeployRoot;
 use crate::run::{self, Failure, LogSink};
 use crate::store::{self, State};
@@ -105,6 +110,9 @@ pub fn build(
     let config = root.config()?;
     let source = resolve_source(root, request, &config)?;
     check_shared(root, &config)?;
+    if let SourceSpec::Dir(dir) = &source {
+        check_shared_in_source(dir, &config)?;
+    }
     if let Some(id) = &request.id
         && root.release_dir(id).exists()
     {
@@ -139,6 +147,11 @@ pub fn build(
         }
         Err(err) => {
             log.write(format!("\nrelman: {err}\n").as_bytes());
+            // A seal or manifest left now is not a finished build's: whoever wrote it (a
+            // build command, or relman before a failed fsync), it must not be mistaken for one.
+            if let Err(cleanup) = remove_seal_files(&dir) {
+                log.write(format!("relman: {cleanup}\n").as_bytes());
+            }
             log.sync();
             Err(match err {
                 Error::Interrupted(_) => err,
@@ -235,6 +248,57 @@ fn check_shared(root: &DeployRoot, config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a `shared.paths` entry below a symlink of the source.
+///
+/// The copy keeps the source's symlinks, so linking `public/uploads` into a release whose
+/// `public` came from the source as `public -> ../live` would replace the live release's
+/// uploads (or a directory outside the root, or a file in `shared/`) with the link. A `--git`
+/// source is only known after the checkout; [`link_shared_path`] refuses it there.
+fn check_shared_in_source(source: &Utf8Path, config: &Config) -> Result<()> {
+    let exclude = exclude(config);
+    for path in config.shared_paths() {
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        let mut prefix = Utf8PathBuf::new();
+        for component in parent.components() {
+            prefix.push(component);
+            if exclude.skips(&prefix) {
+                // Not copied: whatever the source has there never reaches the release.
+                break;
+            }
+            let in_source = source.join(&prefix);
+            match std::fs::symlink_metadata(&in_source) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    let target = std::fs::read_link(&in_source)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_default();
+                    return Err(Error::Usage(format!(
+                        "shared path `{path}` goes through `{prefix}`, a symlink in the source (`{in_source}` -> `{target}`): make `{prefix}` a directory in the source, or remove `{path}` from `shared.paths`"
+                    )));
+                }
+                Ok(meta) if meta.is_dir() => {}
+                // Missing (created by the link step) or not a directory (the link step fails).
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a copy from a source leaves out.
+fn exclude(config: &Config) -> Exclude {
+    Exclude {
+        names: ALWAYS_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
+        paths: config
+            .source
+            .exclude
+            .iter()
+            .map(Utf8PathBuf::from)
+            .collect(),
+    }
+}
+
 /// Takes the root lock just long enough to pick an ID, create its directory and lock it.
 fn claim(
     root: &DeployRoot,
@@ -269,6 +333,7 @@ fn claim(
             id: id.clone(),
             created_at,
             pid: std::process::id(),
+            version: CLAIM_VERSION,
         };
         let text = serde_json::to_vec(&claim).expect("a claim always serialises");
         crate::fs::create_new(&meta.join(CLAIM_FILE), &text)?;
@@ -370,16 +435,7 @@ impl Builder<'_> {
     }
 
     fn exclude(&self) -> Exclude {
-        Exclude {
-            names: ALWAYS_EXCLUDED.iter().map(|s| (*s).to_owned()).collect(),
-            paths: self
-                .config
-                .source
-                .exclude
-                .iter()
-                .map(Utf8PathBuf::from)
-                .collect(),
-        }
+        exclude(self.config)
     }
 
     fn fill(&mut self, source: &SourceSpec) -> Result<(Source, Option<String>)> {
@@ -462,19 +518,7 @@ impl Builder<'_> {
 
     fn link_shared(&mut self) -> Result<()> {
         for path in self.config.shared_paths() {
-            let link = self.dir.join(&path);
-            crate::fs::remove_any(&link)?;
-            let parent = link.parent().expect("a shared path has a parent");
-            crate::fs::create_dir_all(parent)?;
-            // From ROOT/releases/ID/a/b the way up to ROOT is one `..` per directory below it.
-            let depth = 2 + path.components().count() - 1;
-            let mut target = Utf8PathBuf::new();
-            for _ in 0..depth {
-                target.push("..");
-            }
-            target.push("shared");
-            target.push(&path);
-            crate::fs::symlink(&target, &link)?;
+            link_shared_path(self.dir, &path)?;
         }
         Ok(())
     }
@@ -566,6 +610,8 @@ impl Builder<'_> {
     }
 
     fn write_manifest(&mut self) -> Result<(manifest::Manifest, u64)> {
+        // The build commands are done: a seal or manifest in `.relman/` now is theirs.
+        remove_seal_files(self.dir)?;
         let manifest = manifest::compute(self.dir, &self.config.manifest.exclude)?;
         crate::fs::create_new(
             &manifest::manifest_path(self.dir),
@@ -576,13 +622,144 @@ impl Builder<'_> {
     }
 
     fn seal(&mut self, seal: &Seal) -> Result<()> {
-        // Everything the build wrote reaches the disk before the seal says it is complete.
+        // Everything the build wrote, the manifest included, reaches the disk before the claim
+        // goes; the claim is gone for good before the seal is written. A crash in between
+        // leaves neither, which reads as failed.
         crate::fs::sync_filesystem(self.dir)?;
+        let meta = self.dir.join(META_DIR);
+        crate::fs::remove_file(&meta.join(CLAIM_FILE))?;
+        crate::fs::sync_dir(&meta)?;
+        crate::failpoint::hit("build-after-unclaim");
         let text = serde_json::to_vec_pretty(seal).expect("a seal always serialises");
-        crate::fs::atomic_write(&self.dir.join(META_DIR).join(SEAL_FILE), &text)
+        crate::fs::atomic_write(&meta.join(SEAL_FILE), &text)
     }
+}
+
+/// Removes the seal and the manifest of an unsealed release, durably.
+fn remove_seal_files(release: &Utf8Path) -> Result<()> {
+    let meta = release.join(META_DIR);
+    // The build commands could have replaced `.relman/` itself: never write through a symlink.
+    match std::fs::symlink_metadata(&meta) {
+        Ok(found) if found.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Build(format!(
+                "`{meta}` is no longer a directory: the build commands must leave `.relman/` alone"
+            )));
+        }
+        Err(err) => return Err(Error::io("failed to inspect", meta, err)),
+    }
+    crate::fs::remove_file(&meta.join(SEAL_FILE))?;
+    crate::fs::remove_file(&meta.join(MANIFEST_FILE))?;
+    crate::fs::sync_dir(&meta)
+}
+
+/// Replaces `path` in the release with a relative symlink into `ROOT/shared/`, writing nothing
+/// outside `release`: no symlink is followed, neither to the entry nor through its parents
+/// (which come from the source and could point into the live release, `shared/` or anywhere).
+fn link_shared_path(release: &Utf8Path, path: &Utf8Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Utf8Path::new(""));
+    let mut dir = release.to_owned();
+    for component in parent.components() {
+        dir.push(component);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) => {
+                let what = if meta.file_type().is_symlink() {
+                    "is a symlink"
+                } else {
+                    "is not a directory"
+                };
+                return Err(Error::Build(format!(
+                    "cannot link shared path `{path}`: `{dir}` {what}; make it a directory in the source, or remove `{path}` from `shared.paths`"
+                )));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                // `mkdir` of the last component only: a symlink put there since is refused.
+                crate::fs::create_dir(&dir).at("failed to create directory", &dir)?;
+            }
+            Err(err) => return Err(Error::io("failed to inspect", dir, err)),
+        }
+    }
+    let link = release.join(path);
+    // Every parent is a real directory inside the release, and `remove_any` does not follow
+    // `link` itself when it is a symlink.
+    crate::fs::remove_any(&link)?;
+    // From ROOT/releases/ID/a/b the way up to ROOT is one `..` per directory below it.
+    let depth = 2 + path.components().count() - 1;
+    let mut target = Utf8PathBuf::new();
+    for _ in 0..depth {
+        target.push("..");
+    }
+    target.push("shared");
+    target.push(path);
+    crate::fs::symlink(&target, &link)
 }
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> (tempfile::TempDir, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        (dir, path)
+    }
+
+    fn listing(dir: &Utf8Path) -> Vec<String> {
+        walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn linking_a_shared_path_never_follows_a_symlink_out_of_the_release() {
+        let (_guard, base) = temp_dir();
+        let outside = base.join("outside");
+        std::fs::create_dir_all(outside.join("uploads")).unwrap();
+        std::fs::write(outside.join("uploads/keep.png"), "keep").unwrap();
+        let before = listing(&outside);
+
+        // A parent that is a symlink (as a `--git` checkout can bring): refused.
+        let release = base.join("releases/next");
+        std::fs::create_dir_all(&release).unwrap();
+        std::os::unix::fs::symlink(&outside, release.join("public")).unwrap();
+        let err = link_shared_path(&release, Utf8Path::new("public/uploads")).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("`public/uploads`") && message.contains("is a symlink"),
+            "{message}"
+        );
+        assert_eq!(listing(&outside), before);
+        assert!(outside.join("uploads/keep.png").is_file());
+
+        // The entry itself a symlink: only the link goes.
+        let release = base.join("releases/other");
+        std::fs::create_dir_all(release.join("public")).unwrap();
+        std::os::unix::fs::symlink(outside.join("uploads"), release.join("public/uploads"))
+            .unwrap();
+        link_shared_path(&release, Utf8Path::new("public/uploads")).unwrap();
+        assert_eq!(listing(&outside), before);
+        assert_eq!(
+            std::fs::read_link(release.join("public/uploads")).unwrap(),
+            std::path::Path::new("../../../shared/public/uploads")
+        );
+
+        // Missing parents are made as real directories.
+        link_shared_path(&release, Utf8Path::new("a/b/c")).unwrap();
+        assert!(
+            std::fs::symlink_metadata(release.join("a/b"))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(
+            std::fs::read_link(release.join("a/b/c")).unwrap(),
+            std::path::Path::new("../../../../shared/a/b/c")
+        );
+    }
 }

@@ -14,6 +14,7 @@ pub const ALL: &[&str] = &[
     "build-after-install",
     "build-after-build",
     "build-after-manifest",
+    "build-after-unclaim",
     "build-after-seal",
     "activate-after-lock",
     "activate-after-preflight",

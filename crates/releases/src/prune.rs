@@ -138,7 +138,10 @@ fn empty_trash(root: &DeployRoot) -> Result<()> {
 
 /// Names of release directories that some process has as its working directory.
 fn releases_in_use(root: &DeployRoot) -> BTreeSet<String> {
-    let releases = root.releases_dir();
+    // The kernel gives `/proc/PID/cwd` resolved; `releases/` itself may be a symlink (moved to
+    // another disk and linked back), so compare with its resolved path.
+    let releases = std::fs::canonicalize(root.releases_dir())
+        .unwrap_or_else(|_| root.releases_dir().into_std_path_buf());
     let mut in_use = BTreeSet::new();
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return in_use;

@@ -1,5 +1,11 @@
-//! The files a build leaves in `releases/ID/.relman/`: the claim written when the ID is taken,
-//! and the seal (`release.json`) written last, whose presence means "sealed".
+//! The files a build leaves in `releases/ID/.relman/`: the claim (`build.json`) written when the
+//! ID is taken, and the seal (`release.json`) written last.
+//!
+//! The build commands run inside the release and can write anything there, a seal included, so
+//! a seal alone proves nothing. relman removes the claim only once every step has succeeded and
+//! the manifest is on disk, then writes the seal: a release is sealed when its seal is valid
+//! and its claim is gone. A seal that appeared while the claim existed (a build command's) or
+//! a claim gone without a seal (a crash between the two) reads as not sealed.
 
 use std::collections::BTreeMap;
 
@@ -66,13 +72,48 @@ pub struct Seal {
     pub bytes: u64,
 }
 
-/// Written when a build claims its ID, so an unsealed release still has a creation time.
+/// Written when a build claims its ID, so an unsealed release still has a creation time; while
+/// it exists, no seal counts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Claim {
     pub(crate) id: ReleaseId,
     #[serde(with = "timestamp")]
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) pid: u32,
+    /// [`CLAIM_VERSION`] for claims that relman removes before sealing; absent (0) in claims
+    /// of earlier relman, which kept the claim beside the seal.
+    #[serde(default)]
+    pub(crate) version: u32,
+}
+
+/// The version of claims removed before the seal is written.
+pub(crate) const CLAIM_VERSION: u32 = 2;
+
+/// What a release's claim says about its seal.
+#[derive(Debug, Clone)]
+pub(crate) enum ClaimState {
+    /// No claim: relman removed it to seal (the seal decides), or the release predates it.
+    Gone,
+    /// A claim of an earlier relman, which kept it after sealing: the seal decides, as it did.
+    Legacy(Claim),
+    /// A claim (unreadable: `None`): the build is running, failed or was interrupted, and no
+    /// seal counts.
+    Held(Option<Claim>),
+}
+
+impl ClaimState {
+    /// Whether a valid seal beside this claim makes the release sealed.
+    pub(crate) fn lets_seal_count(&self) -> bool {
+        matches!(self, ClaimState::Gone | ClaimState::Legacy(_))
+    }
+
+    /// The claim's creation time, if it has a readable one.
+    pub(crate) fn created_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            ClaimState::Legacy(claim) | ClaimState::Held(Some(claim)) => Some(claim.created_at),
+            ClaimState::Gone | ClaimState::Held(None) => None,
+        }
+    }
 }
 
 /// The names of the files inside `releases/ID/.relman/`.
@@ -91,9 +132,20 @@ pub(crate) fn read_seal(release_dir: &Utf8Path, id: &ReleaseId) -> Option<Seal> 
     (seal.id == *id).then_some(seal)
 }
 
-pub(crate) fn read_claim(release_dir: &Utf8Path) -> Option<Claim> {
-    let text = std::fs::read(release_dir.join(META_DIR).join(CLAIM_FILE)).ok()?;
-    serde_json::from_slice(&text).ok()
+/// Reads the claim of release `id`. Anything at its path that is not a readable legacy claim of
+/// this ID counts as held, so that doubt never makes a release sealed.
+pub(crate) fn read_claim(release_dir: &Utf8Path, id: &ReleaseId) -> ClaimState {
+    let path = release_dir.join(META_DIR).join(CLAIM_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return ClaimState::Gone,
+        Err(_) => return ClaimState::Held(None),
+    };
+    match serde_json::from_slice::<Claim>(&text) {
+        Ok(claim) if claim.version < CLAIM_VERSION && claim.id == *id => ClaimState::Legacy(claim),
+        Ok(claim) => ClaimState::Held(Some(claim)),
+        Err(_) => ClaimState::Held(None),
+    }
 }
 
 /// RFC 3339 UTC with all nine fractional digits, always: chrono's default drops the fraction

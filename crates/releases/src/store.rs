@@ -1,5 +1,10 @@
 //! Reading the releases of a deploy root: their states, their order, which one is current and
 //! which one a rollback would go to.
+//!
+//! A release is sealed when its seal is valid and its claim is gone (see [`crate::record`]):
+//! the build commands run inside the release and may write a seal of their own, which never
+//! counts while the claim is there. Anything else is building (a build holds its lock) or
+//! failed.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +23,11 @@ use crate::root::DeployRoot;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// Fully built and sealed: it may go live.
+    /// Fully built and sealed by relman (a valid seal, and the claim gone): it may go live.
     Sealed,
     /// Not sealed and no build holds its lock: it failed, crashed or was interrupted.
     Failed,
-    /// A running build holds its lock.
+    /// Not sealed, and a running build holds its lock.
     Building,
 }
 
@@ -93,19 +98,20 @@ pub fn releases(root: &DeployRoot) -> Result<Vec<Release>> {
 /// Reads one release's state from disk.
 fn load(root: &DeployRoot, id: ReleaseId) -> Release {
     let dir = root.release_dir(&id);
-    let seal = record::read_seal(&dir, &id);
+    let claim = record::read_claim(&dir, &id);
+    // A seal beside a held claim is not relman's (or not finished): it is no seal.
+    let seal = record::read_seal(&dir, &id).filter(|_| claim.lets_seal_count());
     let (state, created_at) = match &seal {
         Some(seal) => (State::Sealed, Some(seal.created_at)),
         None => {
             let building = is_locked(&dir.join(META_DIR).join(LOCK_FILE));
-            let created_at = record::read_claim(&dir).map(|c| c.created_at);
             (
                 if building {
                     State::Building
                 } else {
                     State::Failed
                 },
-                created_at,
+                claim.created_at(),
             )
         }
     };
