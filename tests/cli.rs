@@ -1781,6 +1781,35 @@ fn prune_spares_a_release_a_process_runs_in_when_releases_is_a_symlink() {
 }
 
 #[test]
+fn prune_works_when_releases_is_a_symlink_to_another_filesystem() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    for id in ["a", "b", "c"] {
+        build_ok(&sb, &src, id);
+    }
+    let elsewhere = tempfile::Builder::new()
+        .prefix("relman-test-shm-")
+        .tempdir_in("/dev/shm")
+        .ok();
+    let Some(elsewhere) = elsewhere.filter(|dir| {
+        fs::metadata(dir.path()).unwrap().dev() != fs::metadata(&sb.root).unwrap().dev()
+    }) else {
+        support::skipped_note("prune across filesystems: no /dev/shm on another filesystem");
+        return;
+    };
+    // `releases/` on another filesystem: the rename into `.relman/trash/` cannot cross it.
+    let moved = elsewhere.path().join("releases");
+    support::copy_tree(&sb.root.join("releases"), &moved);
+    fs::remove_dir_all(sb.root.join("releases")).unwrap();
+    symlink(&moved, &sb.root.join("releases"));
+    let run = sb.relman(&["prune", "--keep", "1", "--json"]);
+    run.ok();
+    assert_eq!(ids(&run.json()["deleted"]), ["b", "a"], "{run}");
+    assert!(!moved.join("a").exists() && !moved.join("b").exists());
+    assert!(moved.join("c").is_dir());
+}
+
+#[test]
 fn prune_never_follows_a_symlink_out_of_a_release() {
     let sb = Sandbox::with_config(&fast_config(""));
     let outside = sb.path("outside");

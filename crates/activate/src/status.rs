@@ -59,6 +59,9 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
     let overview = store::overview(root)?;
     let excluded = overview.exclusions();
     let last = history::read(root)?.pop();
+    // `/proc/PID/cwd` is resolved; so must the releases directory be (it may be a symlink).
+    let releases = std::fs::canonicalize(root.releases_dir())
+        .unwrap_or_else(|_| root.releases_dir().into_std_path_buf());
     let pm2 = (!config.pm2.app.is_empty()).then(|| {
         let app = config.pm2.app.clone();
         let pm2 = Pm2::new(&config.pm2.bin);
@@ -70,7 +73,7 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
                         let cwd = relman_sys::proc::cwd(i.pid);
                         let release = cwd
                             .as_ref()
-                            .and_then(|c| c.strip_prefix(root.releases_dir()).ok())
+                            .and_then(|c| c.strip_prefix(&releases).ok())
                             .and_then(|rest| rest.components().next())
                             .map(|c| c.as_os_str().to_string_lossy().into_owned());
                         InstanceStatus {

@@ -117,6 +117,11 @@ impl Error {
         }
     }
 
+    /// Whether an I/O error is a rename across filesystems (`EXDEV`).
+    pub(crate) fn is_cross_device(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::CrossesDevices)
+    }
+
     /// Whether the caller's input was at fault (exit code 2) rather than the world (exit code 1).
     pub fn is_usage(&self) -> bool {
         matches!(

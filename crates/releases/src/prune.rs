@@ -113,12 +113,20 @@ pub fn prune(
     Ok(report)
 }
 
-/// Moves a release out of `releases/` (one atomic rename), then removes it.
+/// Moves a release out of `releases/` (one atomic rename), then removes it. When `releases/`
+/// is a symlink to another filesystem, the rename cannot cross it: the release is then removed
+/// where it is (a crash half-way leaves a release that reads `failed`, which a later prune
+/// removes).
 fn delete(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
     let trash = root.trash_dir();
     crate::fs::create_dir_all(&trash)?;
     let target = trash.join(format!("{id}.{:08x}", crate::fs::random_u32()));
-    crate::fs::rename(&root.release_dir(id), &target)?;
+    if let Err(err) = crate::fs::rename(&root.release_dir(id), &target) {
+        if err.is_cross_device() {
+            return crate::fs::remove_any(&root.release_dir(id));
+        }
+        return Err(err);
+    }
     crate::failpoint::hit("prune-after-trash");
     crate::fs::remove_any(&target)
 }
