@@ -2222,3 +2222,62 @@ fn a_relative_source_path_in_the_config_is_relative_to_the_deploy_root() {
     run.ok();
     assert!(sb.release_dir("from-config").join("server.js").is_file());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. regressions
+
+/// A crash mid-append leaves a torn last line; the next append must cut it off rather than
+/// glue a whole entry onto it, which turned the fragment into a bad middle line that failed
+/// every command reading the history.
+#[test]
+fn a_torn_last_history_line_is_cut_off_by_the_next_append() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    activate(&sb, "r1");
+    activate(&sb, "r2");
+    let history = sb.root.join(".relman/history.jsonl");
+    {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new().append(true).open(&history).unwrap();
+        file.write_all(br#"{"at":"2026-11-29T04:2"#).unwrap();
+    }
+    let run = sb.relman(&["rollback", "--no-reload", "--no-probe"]);
+    run.ok();
+    assert_eq!(run.last_stdout_line(), "r1", "{run}");
+
+    let text = read_file(&history);
+    assert!(text.ends_with('\n'), "{text}");
+    assert!(
+        !text.contains("04:2\"") && !text.contains("04:2{"),
+        "{text}"
+    );
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{line}: {e}\n{text}"));
+    }
+    for args in [
+        ["status"].as_slice(),
+        &["list"],
+        &["history"],
+        &["prune", "--dry-run"],
+    ] {
+        sb.relman(args).ok();
+    }
+    let entries = sb.relman(&["history", "--json"]).json();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries[0]["action"], "rollback");
+    assert_eq!(entries[0]["to"], "r1");
+    // And the way back still works, appending after the repaired file.
+    sb.relman(&["rollback", "--to", "r2", "--no-reload", "--no-probe"])
+        .ok();
+    assert_eq!(
+        sb.relman(&["history", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}

@@ -53,7 +53,8 @@ pub struct HistoryEntry {
     pub durations_ms: BTreeMap<String, u64>,
 }
 
-/// Appends one entry with a single `write`, fsynced.
+/// Appends one entry with a single `write`, fsynced; a torn last line left by a crash is cut
+/// off first (see [`crate::fs::append_line`]). Called under the root lock.
 pub fn append(root: &DeployRoot, entry: &HistoryEntry) -> Result<()> {
     let line = serde_json::to_string(entry).expect("a history entry always serialises");
     let dir = root.state_dir();
@@ -239,6 +240,39 @@ mod tests {
         let entries = read(&root).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0], first);
+    }
+
+    #[test]
+    fn append_cuts_off_a_torn_last_line_first() {
+        let (_guard, root) = root();
+        append(&root, &entry(Action::Activate, None, "a", Outcome::Ok)).unwrap();
+        let mut file = crate::fs::open_append(&root.history_path()).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"at\":\"2026-11-29T04:2").unwrap();
+        let second = entry(Action::Activate, Some("a"), "b", Outcome::Ok);
+        append(&root, &second).unwrap();
+        let entries = read(&root).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1], second);
+        // A file holding nothing but a fragment is cut to nothing.
+        let path = root.history_path();
+        std::fs::write(&path, "{\"at\"").unwrap();
+        append(&root, &second).unwrap();
+        assert_eq!(read(&root).unwrap(), [second]);
+    }
+
+    #[test]
+    fn append_never_follows_a_symlink() {
+        let (guard, root) = root();
+        let outside = guard.path().join("outside");
+        std::fs::write(&outside, "precious").unwrap();
+        crate::fs::create_dir_all(&root.state_dir()).unwrap();
+        std::os::unix::fs::symlink(&outside, root.history_path()).unwrap();
+        let err = append(&root, &entry(Action::Activate, None, "a", Outcome::Ok)).unwrap_err();
+        assert!(
+            err.to_string().contains("a symlink, not a regular file"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
     }
 
     #[test]
