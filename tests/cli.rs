@@ -2281,3 +2281,56 @@ fn a_torn_last_history_line_is_cut_off_by_the_next_append() {
         4
     );
 }
+
+/// A timeout near `u64::MAX` passed the config check, then panicked adding it to an `Instant`
+/// (exit 101). Every duration and count is bounded at load, so it is a config error (exit 2)
+/// naming the key and the bound, for every command, with nothing changed.
+#[test]
+fn huge_timeouts_and_counts_are_configuration_errors_not_panics() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    activate(&sb, "r1");
+    let good_config = read_file(&sb.root.join("relman.toml"));
+    let with = |table: &str, key: &str, value: u64| {
+        let text = if table == "build" {
+            fast_config(&format!("{key} = {value}"))
+        } else {
+            fast_config(&format!("[{table}]\n{key} = {value}"))
+        };
+        sb.write_config(&text);
+    };
+    for (table, key, bound) in [
+        ("build", "timeout_secs", 604_800),
+        ("pm2", "timeout_secs", 604_800),
+        ("preflight", "timeout_secs", 604_800),
+        ("verify", "timeout_ms", 3_600_000),
+        ("verify", "interval_ms", 3_600_000),
+        ("verify", "attempts", 1000),
+    ] {
+        let name = format!("`{table}.{key}`");
+        let bound_text = bound.to_string();
+        for value in [bound + 1, u64::from(u32::MAX), i64::MAX as u64] {
+            if key == "attempts" && value > u64::from(u32::MAX) {
+                continue;
+            }
+            with(table, key, value);
+            for args in [
+                ["build", "--source", s(&src), "--id", "r2"].as_slice(),
+                &["activate", "r1", "--no-reload", "--no-probe"],
+                &["prune", "--keep", "1"],
+            ] {
+                assert_rejected(&sb, args, 2, &["invalid config", &name, &bound_text]);
+            }
+        }
+        with(table, key, bound);
+        sb.relman(&["activate", "r1", "--no-reload", "--no-probe"])
+            .ok();
+        sb.relman(&["prune", "--keep", "5", "--dry-run"]).ok();
+    }
+    // At the bound a build runs (and is not killed at once).
+    with("build", "timeout_secs", 604_800);
+    build_ok(&sb, &src, "r2");
+    sb.write_config(&good_config);
+    assert_eq!(sb.release_ids(), ["r1", "r2"]);
+}

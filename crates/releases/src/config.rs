@@ -242,6 +242,52 @@ impl Config {
                 return Err(format!("`{key}` must be at least 1"));
             }
         }
+        // Bounded so that every deadline relman computes (`Instant::now()` plus a timeout, or
+        // plus `interval_ms` × `attempts`) stays far from overflowing, whatever the value.
+        for (key, value, bound, unit) in [
+            (
+                "build.timeout_secs",
+                self.build.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "pm2.timeout_secs",
+                self.pm2.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "preflight.timeout_secs",
+                self.preflight.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "verify.timeout_ms",
+                self.verify.timeout_ms,
+                MAX_VERIFY_MS,
+                " (1 hour)",
+            ),
+            (
+                "verify.interval_ms",
+                self.verify.interval_ms,
+                MAX_VERIFY_MS,
+                " (1 hour)",
+            ),
+            (
+                "verify.attempts",
+                u64::from(self.verify.attempts),
+                MAX_VERIFY_ATTEMPTS,
+                "",
+            ),
+        ] {
+            if value > bound {
+                return Err(format!(
+                    "`{key}` must be at most {bound}{unit}, not {value}"
+                ));
+            }
+        }
         if self.retention.keep == 0 {
             return Err("`retention.keep` must be at least 1".into());
         }
@@ -322,6 +368,15 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// The longest `build.timeout_secs`, `pm2.timeout_secs` and `preflight.timeout_secs`: 7 days.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// The longest `verify.timeout_ms` and `verify.interval_ms`: 1 hour.
+pub const MAX_VERIFY_MS: u64 = 60 * 60 * 1000;
+
+/// The most `verify.attempts`.
+pub const MAX_VERIFY_ATTEMPTS: u64 = 1000;
 
 /// The most routes `verify.routes` may list (and the most a Next.js build's manifests give).
 pub const MAX_ROUTES: usize = 20;
@@ -426,6 +481,8 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
@@ -469,6 +526,66 @@ mod tests {
         );
         let err = parse("[retention]\nkeep = -1\n").unwrap_err();
         assert!(err.to_string().contains("keep"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_counts_are_bounded_at_load() {
+        for (table, key, bound) in [
+            ("build", "timeout_secs", MAX_TIMEOUT_SECS),
+            ("pm2", "timeout_secs", MAX_TIMEOUT_SECS),
+            ("preflight", "timeout_secs", MAX_TIMEOUT_SECS),
+            ("verify", "timeout_ms", MAX_VERIFY_MS),
+            ("verify", "interval_ms", MAX_VERIFY_MS),
+            ("verify", "attempts", MAX_VERIFY_ATTEMPTS),
+        ] {
+            parse(&format!("[{table}]\n{key} = {bound}")).unwrap();
+            let err = parse(&format!("[{table}]\n{key} = {}", bound + 1)).unwrap_err();
+            assert!(err.is_usage());
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{table}.{key}` must be at most {bound}")),
+                "{text}"
+            );
+        }
+        let err = parse("[build]\ntimeout_secs = 9223372036854775807").unwrap_err();
+        assert!(err.to_string().contains("`build.timeout_secs`"), "{err}");
+    }
+
+    /// Every deadline relman computes from the config, at the bounds, as relman computes it:
+    /// the build's (`build.rs`), a worker's proof and the preflight (`relman-activate`'s
+    /// `roll.rs`: `interval_ms` × `attempts`, and each timeout), the probe's tries.
+    #[test]
+    fn deadlines_at_the_bounds_cannot_overflow_an_instant() {
+        let config = parse(&format!(
+            "[build]\ntimeout_secs = {MAX_TIMEOUT_SECS}\n[pm2]\ntimeout_secs = {MAX_TIMEOUT_SECS}\n\
+             [preflight]\ntimeout_secs = {MAX_TIMEOUT_SECS}\n\
+             [verify]\ntimeout_ms = {MAX_VERIFY_MS}\ninterval_ms = {MAX_VERIFY_MS}\nattempts = {MAX_VERIFY_ATTEMPTS}"
+        ))
+        .unwrap();
+        let verify = &config.verify;
+        let patience = Duration::from_millis(
+            verify
+                .interval_ms
+                .saturating_mul(u64::from(verify.attempts)),
+        );
+        assert_eq!(patience, Duration::from_secs(3_600_000), "41 days 16 hours");
+        let now = Instant::now();
+        for duration in [
+            Duration::from_secs(config.build.timeout_secs),
+            Duration::from_secs(config.pm2.timeout_secs),
+            Duration::from_secs(config.preflight.timeout_secs),
+            Duration::from_millis(verify.timeout_ms),
+            Duration::from_millis(verify.interval_ms),
+            patience,
+            // Sums of them: the preflight's whole wait then the probe's patience, and every
+            // try at its longest.
+            Duration::from_secs(config.preflight.timeout_secs) + patience,
+            Duration::from_millis(verify.timeout_ms.saturating_mul(u64::from(verify.attempts))),
+        ] {
+            assert!(now.checked_add(duration).is_some(), "{duration:?}");
+            // And with room to spare: a hundred times over still fits.
+            assert!(now.checked_add(duration * 100).is_some(), "{duration:?}");
+        }
     }
 
     #[test]
