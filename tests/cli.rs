@@ -1843,21 +1843,14 @@ fn invariant_5_a_held_root_lock_makes_mutating_commands_wait_then_fail_naming_th
     build_ok(&sb, &src, "r2");
     activate(&sb, "r1");
 
-    let holder = "pid 4242 (cli test holding the lock, since the beginning of time)";
-    let lock_path = sb.root.join(".relman/lock");
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .unwrap();
-    lock.lock().unwrap();
-    lock.set_len(0).unwrap();
-    {
-        use std::io::Write;
-        (&lock).write_all(holder.as_bytes()).unwrap();
-    }
+    // The lock is the root directory's; the note names the last relman that held it, which
+    // is gone (and pid 4242 is no relman), so it is only named as the last one recorded.
+    let lock = lock_root_directory(&sb);
+    write_file(
+        &sb.root.join(".relman/lock"),
+        "pid 4242 (relman activate r0, since the beginning of time)",
+    );
+    let holder = "another process (the last relman recorded there was pid 4242, no longer running)";
     let before = snapshot_tree(&sb.root);
 
     // Mutating commands wait (saying for whom), then fail with exit 1 naming the holder.
@@ -1945,14 +1938,7 @@ fn invariant_5_a_waiting_command_proceeds_when_the_lock_comes_free() {
     let sb = Sandbox::with_config(&fast_config(""));
     let src = sb.fixture_source("src");
     build_ok(&sb, &src, "r1");
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(sb.root.join(".relman/lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let lock = lock_root_directory(&sb);
     let started = Instant::now();
     let mut waiting = spawn_command(sb.command(&["build", "--source", s(&src), "--id", "r2"]));
     std::thread::sleep(Duration::from_millis(400));
@@ -2333,4 +2319,163 @@ fn huge_timeouts_and_counts_are_configuration_errors_not_panics() {
     build_ok(&sb, &src, "r2");
     sb.write_config(&good_config);
     assert_eq!(sb.release_ids(), ["r1", "r2"]);
+}
+
+/// Holds the kernel lock on the deploy root directory itself, as relman does, from the test
+/// process: "another process" for relman.
+fn lock_root_directory(sb: &Sandbox) -> fs::File {
+    let root = fs::File::open(&sb.root).unwrap();
+    root.lock().unwrap();
+    root
+}
+
+/// The root lock was a lock on the file `.relman/lock`: a process holding the deploy root
+/// some other way was not seen, and removing the file (a new file, a new inode, a free lock)
+/// let a second relman in beside the first. The lock is on the root directory now.
+#[test]
+fn a_lock_held_on_the_root_directory_makes_relman_wait_naming_another_process() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    activate(&sb, "r1");
+    // The last relman that held the lock wrote itself into the note; it has exited since.
+    let note = read_file(&sb.root.join(".relman/lock"));
+    let last_pid: u32 = note
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the holder is written: {note:?}"));
+    assert!(
+        note.contains("(relman activate r1, since "),
+        "the holder is written: {note:?}"
+    );
+
+    let lock = lock_root_directory(&sb);
+    let before = snapshot_tree(&sb.root);
+    let holder = format!(
+        "another process (the last relman recorded there was pid {last_pid}, no longer running)"
+    );
+    for args in [
+        ["activate", "r2", "--no-reload", "--no-probe"].as_slice(),
+        &["prune", "--keep", "1"],
+        &["build", "--source", s(&src), "--id", "r3"],
+    ] {
+        let run = sb.relman_env(args, &[("RELMAN_LOCK_WAIT_SECS", "1")]);
+        run.expect_code(1);
+        assert!(
+            run.elapsed >= Duration::from_millis(900),
+            "it waited\n{run}"
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "Blocking waiting for the deploy root lock, held by {holder}"
+            )),
+            "{run}"
+        );
+        assert!(
+            run.expect_error_line()
+                .starts_with(&format!("error: the deploy root is locked by {holder}")),
+            "{run}"
+        );
+    }
+    before.assert_same(
+        &snapshot_tree(&sb.root),
+        &"while another process holds the root",
+    );
+    drop(lock);
+    activate(&sb, "r2");
+}
+
+/// While a relman holds the root lock, removing `.relman/lock` frees nothing: a second relman
+/// still waits, naming the first while it runs; the next holder writes the note again.
+#[test]
+fn removing_the_lock_file_does_not_let_a_second_relman_in() {
+    let sb = Sandbox::with_config(&fast_config(
+        "[preflight]\ncommand = \"sleep 60.0317\"\nurl = \"http://127.0.0.1:{port}/\"\ntimeout_secs = 30\n",
+    ));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    // The preflight (a `sleep` that never listens) runs under the root lock.
+    let mut holder = spawn_command(sb.command(&["activate", "r1", "--no-reload", "--no-probe"]));
+    let note_path = sb.root.join(".relman/lock");
+    let described = format!("pid {} (relman activate r1, since ", holder.pid());
+    wait_for("the preflight to start", Duration::from_secs(10), || {
+        assert!(!holder.has_exited(), "the holder ended early");
+        (!processes_with_arg("60.0317").is_empty()).then_some(())
+    });
+    let note = read_file(&note_path);
+    assert!(note.starts_with(&described), "{note:?}");
+
+    let second = ["activate", "r2", "--no-reload", "--no-probe"];
+    let wait_1s = [("RELMAN_LOCK_WAIT_SECS", "1")];
+    let run = sb.relman_env(&second, &wait_1s);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "Blocking waiting for the deploy root lock, held by {described}"
+        )),
+        "a live relman is named as the holder\n{run}"
+    );
+
+    fs::remove_file(&note_path).unwrap();
+    let run = sb.relman_env(&second, &wait_1s);
+    run.expect_code(1);
+    assert!(
+        run.elapsed >= Duration::from_millis(900),
+        "it waited\n{run}"
+    );
+    assert!(
+        run.expect_error_line()
+            .starts_with("error: the deploy root is locked by another process"),
+        "{run}"
+    );
+    assert!(
+        fs::symlink_metadata(sb.root.join("current")).is_err(),
+        "nothing went live"
+    );
+
+    sigint(holder.pid());
+    let run = holder.finish();
+    assert_ne!(run.code, 0, "{run}");
+    assert_no_process_with_arg("60.0317");
+    sb.write_config(&fast_config(""));
+    let run = sb.relman_env(&second, &wait_1s);
+    run.ok();
+    assert!(!run.stderr.contains("waiting"), "{run}");
+    assert!(
+        read_file(&note_path).contains("(relman activate r2, since "),
+        "the note is written again"
+    );
+}
+
+/// The build lock was a lock on `.relman/build.lock`: removing that file made a running build
+/// read as `failed`, and `prune` deleted it under the build. The lock is on the release
+/// directory now.
+#[test]
+fn removing_build_lock_does_not_make_a_running_build_failed() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "base");
+    let slow_src = sb.fixture_source("slow-src");
+    write_file(&slow_src.join("SLOW"), "5.0319");
+    let mut building =
+        spawn_command(sb.command(&["build", "--source", s(&slow_src), "--id", "slow"]));
+    wait_for(
+        "the build's sleep to start",
+        Duration::from_secs(10),
+        || {
+            assert!(!building.has_exited(), "the slow build ended early");
+            (!processes_with_arg("5.0319").is_empty()).then_some(())
+        },
+    );
+    fs::remove_file(sb.release_dir("slow").join(".relman/build.lock")).unwrap();
+    assert_eq!(state_of(&sb, "slow").as_deref(), Some("building"));
+    let report = sb.relman(&["prune", "--keep", "1", "--json"]).json();
+    assert_eq!(ids(&report["deleted"]), Vec::<String>::new(), "{report}");
+    assert!(sb.release_dir("slow").is_dir());
+    let run = building.finish();
+    run.ok();
+    assert_eq!(state_of(&sb, "slow").as_deref(), Some("sealed"));
 }

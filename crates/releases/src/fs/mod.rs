@@ -8,7 +8,7 @@
 
 pub(crate) mod copy;
 pub(crate) mod lock;
-mod own_files;
+pub(crate) mod own_files;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -1,5 +1,5 @@
-//! relman's own files (the history): opened without
-//! following a symlink and without blocking on a FIFO, accepted only as regular files.
+//! relman's own files in a deploy root (the history, the lock note): opened without following
+//! a symlink and without blocking on a FIFO, accepted only as regular files.
 //!
 //! Anyone who can write into a deploy root could otherwise point one of them at `/dev/zero`,
 //! a FIFO or `/etc/shadow`, and relman (often run as root) would hang, read until memory runs
@@ -18,7 +18,7 @@ use crate::error::{IoContext, Result};
 ///
 /// `O_NONBLOCK` only matters for the open itself (a FIFO would block until a writer came);
 /// on a regular file it changes nothing.
-fn open_own_file(path: &Utf8Path, options: &mut OpenOptions) -> Result<File> {
+pub(crate) fn open_own_file(path: &Utf8Path, options: &mut OpenOptions) -> Result<File> {
     let file = options
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
