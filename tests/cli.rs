@@ -2479,3 +2479,100 @@ fn removing_build_lock_does_not_make_a_running_build_failed() {
     run.ok();
     assert_eq!(state_of(&sb, "slow").as_deref(), Some("sealed"));
 }
+
+/// Runs `args` in the background and fails the test (killing it) unless it ends within 10 s:
+/// for commands that used to hang on a FIFO.
+#[track_caller]
+fn run_bounded(sb: &Sandbox, args: &[&str]) -> Run {
+    let mut running = spawn_command(sb.command(args));
+    wait_for(
+        &format!("relman {} to end", args.join(" ")),
+        Duration::from_secs(10),
+        || running.has_exited().then_some(()),
+    );
+    running.finish()
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// `verify` followed a `manifest.sha256` that was a symlink and reported the lines of its
+/// target (it read `/etc/shadow`); the seal and the claim were read the same way, and a FIFO
+/// in their place hung `list`. relman's own files in a release are read only as regular
+/// files, never through a symlink, and bounded.
+#[test]
+fn a_release_s_own_files_are_never_read_through_a_symlink_or_a_fifo() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    let manifest = sb.release_dir("r1").join(".relman/manifest.sha256");
+    // A target in the manifest's own format, so that following it would show its contents.
+    let secret = sb.path("secret");
+    write_file(&secret, format!("{}  leaked-secret-line\n", "0".repeat(64)));
+    fs::remove_file(&manifest).unwrap();
+    symlink(&secret, &manifest);
+    for json in [false, true] {
+        let mut args = vec!["verify", "r1"];
+        if json {
+            args.push("--json");
+        }
+        let run = sb.relman(&args);
+        run.expect_code(1);
+        assert!(
+            !run.stdout.contains("leaked") && !run.stderr.contains("leaked"),
+            "{run}"
+        );
+        let error = if json {
+            run.json()["error"].as_str().unwrap().to_owned()
+        } else {
+            run.expect_one_line_error().to_owned()
+        };
+        assert!(
+            error.contains("manifest.sha256") && error.contains("a symlink, not a regular file"),
+            "{run}"
+        );
+    }
+    let run = sb.relman(&["activate", "r1", "--no-reload", "--no-probe"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("not a regular file"), "{run}");
+    assert!(fs::symlink_metadata(sb.root.join("current")).is_err());
+
+    // A symlinked seal: the release is not sealed, whatever the target says.
+    build_ok(&sb, &src, "r2");
+    let seal_path = sb.release_dir("r2").join(".relman/release.json");
+    let copy = sb.path("r2-seal.json");
+    fs::copy(&seal_path, &copy).unwrap();
+    fs::remove_file(&seal_path).unwrap();
+    symlink(&copy, &seal_path);
+    assert_eq!(state_of(&sb, "r2").as_deref(), Some("failed"));
+    // A seal larger than any relman writes (1 MiB): not read, not sealed.
+    fs::remove_file(&seal_path).unwrap();
+    let mut padded = read_file(&copy);
+    padded.push_str(&" ".repeat(1024 * 1024));
+    write_file(&seal_path, padded);
+    assert_eq!(state_of(&sb, "r2").as_deref(), Some("failed"));
+    fs::copy(&copy, &seal_path).unwrap();
+    assert_eq!(state_of(&sb, "r2").as_deref(), Some("sealed"));
+
+    // A FIFO as the seal or the claim: `list` neither hangs nor counts the release sealed.
+    build_ok(&sb, &src, "r3");
+    let meta = sb.release_dir("r3").join(".relman");
+    fs::remove_file(meta.join("release.json")).unwrap();
+    mkfifo(&meta.join("release.json"));
+    fs::remove_file(meta.join("build.json")).unwrap();
+    mkfifo(&meta.join("build.json"));
+    let run = run_bounded(&sb, &["list", "--json"]);
+    run.ok();
+    let r3 = run
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "r3")
+        .cloned()
+        .unwrap();
+    assert_eq!(r3["state"], "failed", "{run}");
+    run_bounded(&sb, &["verify", "r3"]).expect_code(1);
+}

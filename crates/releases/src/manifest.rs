@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ReleaseId;
-use crate::record::{MANIFEST_FILE, META_DIR, SEAL_FILE};
+use crate::record::{MANIFEST_FILE, MANIFEST_LIMIT, META_DIR, SEAL_FILE, read_meta_file};
 use crate::root::DeployRoot;
 
 /// A manifest: relative path → SHA-256, sorted by path.
@@ -392,7 +392,21 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     let release = crate::store::sealed_release(root, &id)?;
     let config = root.config()?;
     let manifest_path = release.dir.join(META_DIR).join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&manifest_path).at("failed to read", &manifest_path)?;
+    let text = read_meta_file(&release.dir, MANIFEST_FILE, MANIFEST_LIMIT)
+        .map_err(|why| {
+            why.into_error(
+                &manifest_path,
+                "relman reads a manifest only as the regular file its build wrote; build a new release",
+            )
+        })?
+        .ok_or_else(|| Error::Malformed {
+            path: manifest_path.clone(),
+            message: "it is missing: the release cannot be verified; build a new release".into(),
+        })?;
+    let text = String::from_utf8(text).map_err(|_| Error::Malformed {
+        path: manifest_path.clone(),
+        message: "it is not UTF-8: relman writes paths as UTF-8; build a new release".into(),
+    })?;
     let expected = Manifest::parse(&text, &manifest_path)?;
     let seal = release.seal.as_ref();
     let exclude = seal

@@ -7,6 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fs::own_files::{Unreadable, read_own_file};
 use crate::id::ReleaseId;
 
 /// Where a release's files came from.
@@ -83,16 +84,42 @@ pub(crate) const LOG_FILE: &str = "build.log";
 pub(crate) const LOCK_FILE: &str = "build.lock";
 pub(crate) const CLAIM_FILE: &str = "build.json";
 
-/// Reads a seal; anything unreadable, truncated or inconsistent is `None` (the release then
-/// reads as failed, never as sealed).
+/// The most relman reads of a release's manifest (a few million files).
+pub(crate) const MANIFEST_LIMIT: u64 = 512 * 1024 * 1024;
+/// The most relman reads of a release's seal or claim: it writes a few hundred bytes.
+pub(crate) const RECORD_LIMIT: u64 = 1024 * 1024;
+
+/// Reads `releases/ID/.relman/NAME`, one of relman's own files in a release, if it exists.
+///
+/// Anyone who can write into a release could make it a symlink (relman, often root, would
+/// show its target), a FIFO (relman would hang) or a link to `/dev/zero`: it is read only as
+/// a regular file, never through a symlink (neither itself nor `.relman`), at most `limit`
+/// bytes.
+pub(crate) fn read_meta_file(
+    release_dir: &Utf8Path,
+    name: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, Unreadable> {
+    let meta = release_dir.join(META_DIR);
+    match std::fs::symlink_metadata(&meta) {
+        Ok(kind) if kind.is_dir() => {}
+        Ok(_) => return Err(Unreadable::Redirected),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Unreadable::Io(err)),
+    }
+    read_own_file(&meta.join(name), limit)
+}
+
+/// Reads a seal; anything unreadable, truncated, inconsistent or not a regular file is
+/// `None` (the release then reads as failed, never as sealed).
 pub(crate) fn read_seal(release_dir: &Utf8Path, id: &ReleaseId) -> Option<Seal> {
-    let text = std::fs::read(release_dir.join(META_DIR).join(SEAL_FILE)).ok()?;
+    let text = read_meta_file(release_dir, SEAL_FILE, RECORD_LIMIT).ok()??;
     let seal: Seal = serde_json::from_slice(&text).ok()?;
     (seal.id == *id).then_some(seal)
 }
 
 pub(crate) fn read_claim(release_dir: &Utf8Path) -> Option<Claim> {
-    let text = std::fs::read(release_dir.join(META_DIR).join(CLAIM_FILE)).ok()?;
+    let text = read_meta_file(release_dir, CLAIM_FILE, RECORD_LIMIT).ok()??;
     serde_json::from_slice(&text).ok()
 }
 
