@@ -2576,3 +2576,123 @@ fn a_release_s_own_files_are_never_read_through_a_symlink_or_a_fifo() {
     assert_eq!(r3["state"], "failed", "{run}");
     run_bounded(&sb, &["verify", "r3"]).expect_code(1);
 }
+
+/// `history.jsonl` was read with `read_to_string`: a FIFO there hung every command that reads
+/// it, a link to `/dev/zero` read until memory ran out. It is read only as a regular file,
+/// never through a symlink, and bounded (64 MiB: beyond, archive it).
+#[test]
+fn a_history_that_is_not_a_regular_file_or_too_large_fails_at_once() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    activate(&sb, "r1");
+    let history = sb.root.join(".relman/history.jsonl");
+    let saved = read_file(&history);
+    // `activate` only appends, at its end: it asks first, and stops with nothing changed.
+    let readers: [&[&str]; 5] = [
+        &["status"],
+        &["list"],
+        &["history"],
+        &["prune", "--dry-run"],
+        &["activate", "r2", "--no-reload", "--no-probe"],
+    ];
+    let check = |what: &str, mention: &str| {
+        for args in readers {
+            let run = run_bounded(&sb, args);
+            run.expect_code(1);
+            let error = run.expect_error_line();
+            assert!(
+                error.contains("history.jsonl") && error.contains(mention),
+                "{what}\n{run}"
+            );
+        }
+        assert_eq!(
+            fs::read_link(sb.root.join("current")).unwrap(),
+            Path::new("releases/r1"),
+            "{what}: nothing went live"
+        );
+    };
+    fs::remove_file(&history).unwrap();
+    mkfifo(&history);
+    check("a FIFO", "it is a FIFO, not a regular file");
+    fs::remove_file(&history).unwrap();
+    symlink("/dev/zero", &history);
+    check(
+        "a symlink to /dev/zero",
+        "it is a symlink, not a regular file",
+    );
+    fs::remove_file(&history).unwrap();
+    let made = Command::new("mknod")
+        .arg(&history)
+        .args(["c", "1", "5"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        check(
+            "a /dev/zero device node",
+            "it is a device, not a regular file",
+        );
+        fs::remove_file(&history).unwrap();
+    } else {
+        support::skipped_note("history.jsonl as a device node: mknod not permitted here");
+    }
+    // Larger than 64 MiB (sparse, so cheap): archive it.
+    let file = fs::File::create(&history).unwrap();
+    file.set_len(64 * 1024 * 1024 + 1).unwrap();
+    drop(file);
+    check("too large", "archive it");
+    write_file(&history, saved);
+    sb.relman(&["history"]).ok();
+}
+
+/// `relman.toml` had the same trouble: a FIFO hung, `/dev/zero` ran out of memory. It is read
+/// only as a regular file (a symlink to one is fine: operators keep it elsewhere), at most
+/// 1 MiB; anything else is a configuration error (exit 2) naming it.
+#[test]
+fn a_config_that_is_not_a_regular_file_or_too_large_is_a_configuration_error() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    let config = sb.root.join("relman.toml");
+    let saved = read_file(&config);
+    let commands: [&[&str]; 3] = [
+        &["verify", "r1"],
+        &["prune", "--dry-run"],
+        &["build", "--source", s(&src)],
+    ];
+    let check = |what: &str, mention: &str| {
+        for args in commands {
+            let run = run_bounded(&sb, args);
+            run.expect_code(2);
+            let error = run.expect_one_line_error();
+            assert!(
+                error.contains("invalid config")
+                    && error.contains("relman.toml")
+                    && error.contains(mention),
+                "{what}\n{run}"
+            );
+        }
+    };
+    fs::remove_file(&config).unwrap();
+    mkfifo(&config);
+    check("a FIFO", "it is a FIFO, not a regular file");
+    fs::remove_file(&config).unwrap();
+    symlink("/dev/zero", &config);
+    check(
+        "a symlink to /dev/zero",
+        "it is a device, not a regular file",
+    );
+    fs::remove_file(&config).unwrap();
+    let mut large = saved.clone();
+    large.push_str(&"#".repeat(1024 * 1024));
+    write_file(&config, &large);
+    check("too large", "1 MiB");
+    // A symlink to a regular file is the operator's choice.
+    let elsewhere = sb.path("relman.toml");
+    write_file(&elsewhere, &saved);
+    fs::remove_file(&config).unwrap();
+    symlink(&elsewhere, &config);
+    sb.relman(&["verify", "r1"]).ok();
+    assert_eq!(sb.release_ids(), ["r1"], "nothing built");
+}

@@ -191,18 +191,42 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The most relman reads of `relman.toml`.
+pub const CONFIG_LIMIT: u64 = 1024 * 1024;
+
 /// The file name of the config inside a deploy root.
 pub const CONFIG_FILE: &str = "relman.toml";
 
 impl Config {
     /// Reads `ROOT/relman.toml`; a missing file means every default.
+    ///
+    /// Only a regular file (or a symlink to one) of at most [`CONFIG_LIMIT`] bytes is read: a
+    /// FIFO would hang every command, a link to `/dev/zero` exhaust its memory.
     pub fn load(root: &Utf8Path) -> Result<Config> {
+        use crate::fs::own_files::{Links, Unreadable, read_regular_file};
         let path = root.join(CONFIG_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(err) => Err(Error::io("failed to read", path, err)),
-        }
+        let bytes = match read_regular_file(&path, CONFIG_LIMIT, Links::Follow) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Config::default()),
+            Err(Unreadable::Io(err)) => return Err(Error::io("failed to read", path, err)),
+            Err(why) => {
+                return Err(Error::Config {
+                    message: format!(
+                        "{}: make `{CONFIG_FILE}` a regular file of at most 1 MiB",
+                        why.describe()
+                    ),
+                    path,
+                });
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|err| {
+            Error::io(
+                "failed to read",
+                path.clone(),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+            )
+        })?;
+        Config::parse(&text, &path)
     }
 
     /// Parses and validates config text; `path` is only used in messages.

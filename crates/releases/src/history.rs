@@ -61,18 +61,45 @@ pub fn append(root: &DeployRoot, entry: &HistoryEntry) -> Result<()> {
     if !dir.is_dir() {
         crate::fs::create_dir_all(&dir)?;
     }
+    check(root)?;
     crate::fs::append_line(&root.history_path(), &line)
 }
 
+/// What to do with a history relman will not read.
+const UNREADABLE_HINT: &str =
+    "archive it (move it away: relman starts a new one and reads only that)";
+
+/// Fails, without reading it, unless the history is absent or a regular file (not a symlink)
+/// within [`HISTORY_LIMIT`]: what [`read`] and [`append`] need. A command that appends at its
+/// end (`activate`) asks first, so that it stops before it changes anything.
+pub fn check(root: &DeployRoot) -> Result<()> {
+    let path = root.history_path();
+    crate::fs::own_files::check_own_file(&path, HISTORY_LIMIT)
+        .map_err(|why| why.into_error(&path, UNREADABLE_HINT))
+}
+
+/// The most relman reads of `history.jsonl`: about 250 000 entries.
+pub const HISTORY_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Reads every entry, oldest first. A torn last line (a crash mid-append) is ignored; a bad
-/// line anywhere else is an error naming it.
+/// line anywhere else is an error naming it. The history is read only as a regular file,
+/// never through a symlink, and at most [`HISTORY_LIMIT`] bytes.
 pub fn read(root: &DeployRoot) -> Result<Vec<HistoryEntry>> {
     let path = root.history_path();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(Error::io("failed to read", path, err)),
+    let bytes = match crate::fs::own_files::read_own_file(&path, HISTORY_LIMIT) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(Vec::new()),
+        Err(why) => {
+            return Err(why.into_error(&path, UNREADABLE_HINT));
+        }
     };
+    let text = String::from_utf8(bytes).map_err(|err| Error::Malformed {
+        path: path.clone(),
+        message: format!(
+            "it is not UTF-8 (byte {}); fix or delete the line holding it",
+            err.utf8_error().valid_up_to()
+        ),
+    })?;
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut entries = Vec::with_capacity(lines.len());

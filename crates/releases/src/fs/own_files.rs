@@ -1,6 +1,6 @@
-//! relman's own files (the history, the lock note, a release's seal, claim and manifest):
-//! opened without following a symlink and without blocking on a FIFO, accepted only as
-//! regular files, and read bounded.
+//! relman's own files (the history, the lock note, a release's seal, claim and manifest) and
+//! the config: opened without following a symlink (the config may be one, to a regular file)
+//! and without blocking on a FIFO, accepted only as regular files, and read bounded.
 //!
 //! Anyone who can write into a deploy root could otherwise point one of them at `/dev/zero`,
 //! a FIFO or `/etc/shadow`, and relman (often run as root) would hang, read until memory runs
@@ -71,22 +71,36 @@ fn size(bytes: u64) -> String {
     }
 }
 
-/// Opens without following a symlink and without blocking on a FIFO, then refuses anything
-/// that is not a regular file.
+/// Whether a symlink in the last component is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Links {
+    /// Refused: relman's own state, which only relman writes.
+    Refuse,
+    /// Followed, to a regular file: a file the operator writes and may keep elsewhere.
+    Follow,
+}
+
+/// Opens without blocking on a FIFO (and without following a symlink unless `links` says),
+/// then refuses anything that is not a regular file.
 ///
 /// `O_NONBLOCK` only matters for the open itself (a FIFO would block until a writer came);
 /// on a regular file it changes nothing.
-fn open_checked(path: &Utf8Path, options: &mut OpenOptions) -> Result<File, Unreadable> {
-    let file = options
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|err| {
-            if err.raw_os_error() == Some(libc::ELOOP) {
-                Unreadable::NotRegular("a symlink")
-            } else {
-                Unreadable::Io(err)
-            }
-        })?;
+fn open_checked(
+    path: &Utf8Path,
+    options: &mut OpenOptions,
+    links: Links,
+) -> Result<File, Unreadable> {
+    let flags = match links {
+        Links::Refuse => libc::O_NOFOLLOW | libc::O_NONBLOCK,
+        Links::Follow => libc::O_NONBLOCK,
+    };
+    let file = options.custom_flags(flags).open(path).map_err(|err| {
+        if err.raw_os_error() == Some(libc::ELOOP) {
+            Unreadable::NotRegular("a symlink")
+        } else {
+            Unreadable::Io(err)
+        }
+    })?;
     let kind = file.metadata().map_err(Unreadable::Io)?.file_type();
     if !kind.is_file() {
         return Err(Unreadable::NotRegular(file_kind(&kind)));
@@ -96,7 +110,7 @@ fn open_checked(path: &Utf8Path, options: &mut OpenOptions) -> Result<File, Unre
 
 /// Opens a file relman owns (to write or lock it) as [`open_checked`] does.
 pub(crate) fn open_own_file(path: &Utf8Path, options: &mut OpenOptions) -> Result<File> {
-    open_checked(path, options).map_err(|why| match why {
+    open_checked(path, options, Links::Refuse).map_err(|why| match why {
         Unreadable::Io(err) => crate::Error::io("failed to open", path, err),
         other => other.into_error(
             path,
@@ -105,11 +119,35 @@ pub(crate) fn open_own_file(path: &Utf8Path, options: &mut OpenOptions) -> Resul
     })
 }
 
+/// Checks, without reading it, that a file relman owns is a regular file (not a symlink) of
+/// at most `limit` bytes, or absent.
+pub(crate) fn check_own_file(path: &Utf8Path, limit: u64) -> Result<(), Unreadable> {
+    let file = match open_checked(path, OpenOptions::new().read(true), Links::Refuse) {
+        Ok(file) => file,
+        Err(Unreadable::Io(err)) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(why) => return Err(why),
+    };
+    let len = file.metadata().map_err(Unreadable::Io)?.len();
+    if len > limit {
+        return Err(Unreadable::TooLarge { len, limit });
+    }
+    Ok(())
+}
+
 /// Reads a whole file relman owns, if it exists: a regular file, never followed through a
 /// symlink, of at most `limit` bytes (checked before reading, and while reading in case it
 /// grows).
 pub(crate) fn read_own_file(path: &Utf8Path, limit: u64) -> Result<Option<Vec<u8>>, Unreadable> {
-    let file = match open_checked(path, OpenOptions::new().read(true)) {
+    read_regular_file(path, limit, Links::Refuse)
+}
+
+/// [`read_own_file`], choosing whether a symlink is followed (to a regular file).
+pub(crate) fn read_regular_file(
+    path: &Utf8Path,
+    limit: u64,
+    links: Links,
+) -> Result<Option<Vec<u8>>, Unreadable> {
+    let file = match open_checked(path, OpenOptions::new().read(true), links) {
         Ok(file) => file,
         Err(Unreadable::Io(err)) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(why) => return Err(why),
@@ -157,27 +195,43 @@ fn file_kind(kind: &fs::FileType) -> &'static str {
 /// appending. The file must be a regular file: it is never followed through a symlink, since
 /// the repair truncates.
 pub(crate) fn append_whole_line(path: &Utf8Path, line: &str) -> Result<()> {
+    /// The longest torn line cut off: far more than any line relman writes.
+    const MAX_TORN_LINE: u64 = 1024 * 1024;
     use std::os::unix::fs::FileExt;
     let file = open_own_file(
         path,
         OpenOptions::new().read(true).append(true).create(true),
     )?;
     let len = file.metadata().at("failed to inspect", path)?.len();
-    // Walk back from the end to just after the last `\n` (0 when there is none).
-    let mut whole = 0;
-    let mut end = len;
-    let mut buffer = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buffer.len() as u64);
-        let chunk = &mut buffer[..(end - start) as usize];
-        file.read_exact_at(chunk, start)
+    // Just after the last `\n` (0 when there is none), looked for in the last
+    // `MAX_TORN_LINE` bytes only: a torn line is part of one line, and a longer run without
+    // a `\n` is something else, which is not relman's to cut.
+    let mut last = [0u8; 1];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1)
             .at("failed to read", path)?;
-        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
-            whole = start + at as u64 + 1;
-            break;
-        }
-        end = start;
     }
+    let whole = if len == 0 || last[0] == b'\n' {
+        len
+    } else {
+        let start = len.saturating_sub(MAX_TORN_LINE);
+        let mut tail = vec![0u8; (len - start) as usize];
+        file.read_exact_at(&mut tail, start)
+            .at("failed to read", path)?;
+        match tail.iter().rposition(|b| *b == b'\n') {
+            Some(at) => start + at as u64 + 1,
+            None if start == 0 => 0,
+            None => {
+                return Err(crate::Error::Malformed {
+                    path: path.to_owned(),
+                    message: format!(
+                        "it does not end with a whole line and its last line is over {}, longer than any relman writes: archive it (move it away; relman starts a new one)",
+                        size(MAX_TORN_LINE)
+                    ),
+                });
+            }
+        }
+    };
     if whole != len {
         file.set_len(whole)
             .and_then(|()| file.sync_all())
@@ -243,6 +297,17 @@ mod tests {
             .describe(),
             "it is 1 bytes, more than the 512 MiB relman reads"
         );
+    }
+
+    #[test]
+    fn a_line_without_a_newline_longer_than_any_relman_writes_is_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Utf8Path::from_path(dir.path()).unwrap().join("h.jsonl");
+        let text = "x".repeat(2 * 1024 * 1024);
+        fs::write(&file, &text).unwrap();
+        let err = append_whole_line(&file, "{}").unwrap_err();
+        assert!(err.to_string().contains("archive it"), "{err}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), text, "untouched");
     }
 
     #[test]
