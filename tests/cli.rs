@@ -2696,3 +2696,39 @@ fn a_config_that_is_not_a_regular_file_or_too_large_is_a_configuration_error() {
     sb.relman(&["verify", "r1"]).ok();
     assert_eq!(sb.release_ids(), ["r1"], "nothing built");
 }
+
+/// `shared.paths = [".relman"]` was accepted: every build would have replaced its own
+/// `.relman` (claim, lock, manifest, seal) with a symlink into `shared/`, the same for every
+/// release. relman's own directory cannot be shared: a configuration error (exit 2).
+#[test]
+fn relman_s_own_directory_cannot_be_a_shared_path() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    fs::create_dir_all(sb.root.join("shared/.relman")).unwrap();
+    for entry in [".relman", ".relman/release.json", ".relman/x/y"] {
+        sb.write_config(&fast_config(&format!("[shared]\npaths = [\"{entry}\"]")));
+        for args in [
+            ["build", "--source", s(&src), "--id", "r2"].as_slice(),
+            &["prune", "--dry-run"],
+            &["verify", "r1"],
+        ] {
+            assert_rejected(
+                &sb,
+                args,
+                2,
+                &[
+                    "invalid config",
+                    "`shared.paths`",
+                    entry,
+                    "relman's own directory",
+                ],
+            );
+        }
+    }
+    // A name that only starts like it is the app's own.
+    write_file(&sb.root.join("shared/.relmanrc"), "x");
+    sb.write_config(&fast_config("[shared]\npaths = [\".relmanrc\"]"));
+    build_ok(&sb, &src, "r2");
+    assert_eq!(sb.release_ids(), ["r1", "r2"]);
+}

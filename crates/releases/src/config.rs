@@ -253,6 +253,18 @@ impl Config {
                 check_relative(path).map_err(|why| format!("`{key}` entry \"{path}\" {why}"))?;
             }
         }
+        // Every release's `.relman` is its own (claim, build lock, log, manifest, seal): a
+        // link into `shared/` would make them one for all releases.
+        if let Some(path) = self
+            .shared
+            .paths
+            .iter()
+            .find(|path| Utf8Path::new(path).starts_with(crate::record::META_DIR))
+        {
+            return Err(format!(
+                "`shared.paths` entry \"{path}\" is inside `.relman`, relman's own directory in every release, which cannot be shared: remove it"
+            ));
+        }
         crate::manifest::RuntimeFiles::new(&self.manifest.runtime)
             .map_err(|why| format!("`manifest.runtime` {why}"))?;
         for (key, value) in [
@@ -617,6 +629,11 @@ mod tests {
         for (text, key) in [
             ("[shared]\npaths = [\"/etc/passwd\"]", "shared.paths"),
             ("[shared]\npaths = [\"../up\"]", "shared.paths"),
+            ("[shared]\npaths = [\".relman\"]", "relman's own directory"),
+            (
+                "[shared]\npaths = [\".relman/lock\"]",
+                "relman's own directory",
+            ),
             ("[retention]\nkeep = 0", "retention.keep"),
             ("[verify]\nurl = \"https://x\"", "verify.url"),
             (
