@@ -2732,3 +2732,28 @@ fn relman_s_own_directory_cannot_be_a_shared_path() {
     build_ok(&sb, &src, "r2");
     assert_eq!(sb.release_ids(), ["r1", "r2"]);
 }
+
+/// A `relman.toml` that is not UTF-8 was an I/O failure (exit 1); it is a bad config, exit 2,
+/// naming the file and saying it must be UTF-8.
+#[test]
+fn a_config_that_is_not_utf8_is_a_configuration_error() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    let mut bytes = fast_config("").into_bytes();
+    bytes.extend_from_slice(b"# caf\xe9 in Latin-1\n");
+    write_file(&sb.root.join("relman.toml"), bytes);
+    for args in [
+        ["build", "--source", s(&src), "--id", "r2"].as_slice(),
+        &["prune", "--keep", "1"],
+        &["verify", "r1"],
+        &["activate", "r1", "--no-reload", "--no-probe"],
+    ] {
+        assert_rejected(
+            &sb,
+            args,
+            2,
+            &["invalid config", "relman.toml", "must be UTF-8", "(line 6)"],
+        );
+    }
+}

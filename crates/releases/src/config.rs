@@ -220,11 +220,14 @@ impl Config {
             }
         };
         let text = String::from_utf8(bytes).map_err(|err| {
-            Error::io(
-                "failed to read",
-                path.clone(),
-                std::io::Error::new(std::io::ErrorKind::InvalidData, err),
-            )
+            let at = err.utf8_error().valid_up_to();
+            let line = err.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            Error::Config {
+                message: format!(
+                    "it is not UTF-8 (line {line}): `{CONFIG_FILE}` must be UTF-8, save it as such"
+                ),
+                path: path.clone(),
+            }
         })?;
         Config::parse(&text, &path)
     }
