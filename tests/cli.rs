@@ -540,6 +540,7 @@ fn build_copies_the_source_faithfully() {
             "build.json",
             "build.lock",
             "build.log",
+            "manifest.meta",
             "manifest.sha256",
             "release.json"
         ]
@@ -2756,4 +2757,113 @@ fn a_config_that_is_not_utf8_is_a_configuration_error() {
             &["invalid config", "relman.toml", "must be UTF-8", "(line 6)"],
         );
     }
+}
+
+/// `verify` compared contents only: a file made setuid, or a symlink added, removed or
+/// pointed elsewhere, went unnoticed. The build records what `sha256sum` cannot carry in
+/// `.relman/manifest.meta` (modes of the manifest's files, every symlink and its target)
+/// before the seal, and `verify` compares it too; the manifest stays `sha256sum -c`
+/// compatible, and a release sealed without the sidecar verifies as before.
+#[test]
+fn verify_notices_a_mode_change_and_added_removed_or_retargeted_symlinks() {
+    let sb = Sandbox::with_config(&fast_config("[shared]\npaths = [\"uploads\"]"));
+    fs::create_dir_all(sb.root.join("shared/uploads")).unwrap();
+    let src = sb.fixture_source("src");
+    symlink("server.js", &src.join("main.js"));
+    chmod(&src.join("build.js"), 0o755);
+    build_ok(&sb, &src, "r1");
+    let release = sb.release_dir("r1");
+
+    let sidecar = read_file(&release.join(".relman/manifest.meta"));
+    assert!(sidecar.contains("0644  server.js\n"), "{sidecar}");
+    assert!(sidecar.contains("0755  build.js\n"), "{sidecar}");
+    assert!(
+        sidecar.contains("link  main.js -> server.js\n"),
+        "{sidecar}"
+    );
+    assert!(
+        sidecar.contains("link  uploads -> ../../shared/uploads\n"),
+        "shared paths are recorded too: {sidecar}"
+    );
+    let check = Command::new("sha256sum")
+        .args(["-c", "--strict", ".relman/manifest.sha256"])
+        .current_dir(&release)
+        .output()
+        .expect("sha256sum");
+    assert!(check.status.success(), "{check:?}");
+    sb.relman(&["verify", "r1"]).ok();
+
+    // A file made setuid: changed, with the modes.
+    chmod(&release.join("server.js"), 0o4644);
+    let run = sb.relman(&["verify", "r1"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout, "changed  server.js (mode 0644 -> 4644)\n",
+        "{run}"
+    );
+    assert!(
+        run.expect_error_line()
+            .contains("1 changed, 0 missing, 0 added"),
+        "{run}"
+    );
+    let report = sb.relman(&["verify", "r1", "--json"]).json();
+    assert_eq!(report["changed"], serde_json::json!(["server.js"]));
+    assert_eq!(report["details"]["server.js"], "mode 0644 -> 4644");
+    chmod(&release.join("server.js"), 0o644);
+    sb.relman(&["verify", "r1"]).ok();
+
+    // A symlink added, one removed, one pointed elsewhere.
+    symlink("/etc/shadow", &release.join("evil"));
+    let run = sb.relman(&["verify", "r1"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout, "added    evil (symlink -> /etc/shadow)\n",
+        "{run}"
+    );
+    fs::remove_file(release.join("evil")).unwrap();
+    fs::remove_file(release.join("main.js")).unwrap();
+    let run = sb.relman(&["verify", "r1"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout, "missing  main.js (symlink -> server.js)\n",
+        "{run}"
+    );
+    symlink("/etc", &release.join("main.js"));
+    let run = sb.relman(&["verify", "r1", "--json"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.json()["changed"],
+        serde_json::json!(["main.js"]),
+        "{run}"
+    );
+    assert_eq!(
+        run.json()["details"]["main.js"],
+        "symlink -> server.js, now -> /etc"
+    );
+    // A symlink replaced by a regular file is one change, not a removal and an addition.
+    fs::remove_file(release.join("main.js")).unwrap();
+    write_file(&release.join("main.js"), "// not a link\n");
+    let run = sb.relman(&["verify", "r1", "--json"]);
+    run.expect_code(1);
+    assert_eq!(
+        (
+            run.json()["changed"].clone(),
+            run.json()["added"].clone(),
+            run.json()["missing"].clone()
+        ),
+        (
+            serde_json::json!(["main.js"]),
+            serde_json::json!([]),
+            serde_json::json!([])
+        ),
+        "{run}"
+    );
+    fs::remove_file(release.join("main.js")).unwrap();
+    symlink("server.js", &release.join("main.js"));
+    sb.relman(&["verify", "r1"]).ok();
+
+    // Sealed without the sidecar (an older relman): contents only, as before.
+    fs::remove_file(release.join(".relman/manifest.meta")).unwrap();
+    chmod(&release.join("server.js"), 0o4644);
+    sb.relman(&["verify", "r1"]).ok();
 }

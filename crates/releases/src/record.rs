@@ -80,6 +80,7 @@ pub(crate) struct Claim {
 pub(crate) const META_DIR: &str = ".relman";
 pub(crate) const SEAL_FILE: &str = "release.json";
 pub(crate) const MANIFEST_FILE: &str = "manifest.sha256";
+pub(crate) const MANIFEST_META_FILE: &str = "manifest.meta";
 pub(crate) const LOG_FILE: &str = "build.log";
 pub(crate) const LOCK_FILE: &str = "build.lock";
 pub(crate) const CLAIM_FILE: &str = "build.json";
