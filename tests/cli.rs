@@ -538,9 +538,15 @@ fn build_copies_the_source_faithfully() {
     // The claim (`build.json`) is gone: relman removes it just before it seals.
     assert_eq!(
         meta,
-        ["build.lock", "build.log", "manifest.sha256", "release.json"]
-            .map(String::from)
-            .into(),
+        [
+            "build.lock",
+            "build.log",
+            "manifest.meta",
+            "manifest.sha256",
+            "release.json"
+        ]
+        .map(String::from)
+        .into(),
         "the source's .relman/ is not copied"
     );
     assert_eq!(
@@ -2167,21 +2173,14 @@ fn invariant_5_a_held_root_lock_makes_mutating_commands_wait_then_fail_naming_th
     build_ok(&sb, &src, "r2");
     activate(&sb, "r1");
 
-    let holder = "pid 4242 (cli test holding the lock, since the beginning of time)";
-    let lock_path = sb.root.join(".relman/lock");
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .unwrap();
-    lock.lock().unwrap();
-    lock.set_len(0).unwrap();
-    {
-        use std::io::Write;
-        (&lock).write_all(holder.as_bytes()).unwrap();
-    }
+    // The lock is the root directory's; the note names the last relman that held it, which
+    // is gone (and pid 4242 is no relman), so it is only named as the last one recorded.
+    let lock = lock_root_directory(&sb);
+    write_file(
+        &sb.root.join(".relman/lock"),
+        "pid 4242 (relman activate r0, since the beginning of time)",
+    );
+    let holder = "another process (the last relman recorded there was pid 4242, no longer running)";
     let before = snapshot_tree(&sb.root);
 
     // Mutating commands wait (saying for whom), then fail with exit 1 naming the holder.
@@ -2269,14 +2268,7 @@ fn invariant_5_a_waiting_command_proceeds_when_the_lock_comes_free() {
     let sb = Sandbox::with_config(&fast_config(""));
     let src = sb.fixture_source("src");
     build_ok(&sb, &src, "r1");
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(sb.root.join(".relman/lock"))
-        .unwrap();
-    lock.lock().unwrap();
+    let lock = lock_root_directory(&sb);
     let started = Instant::now();
     let mut waiting = spawn_command(sb.command(&["build", "--source", s(&src), "--id", "r2"]));
     std::thread::sleep(Duration::from_millis(400));
@@ -2545,4 +2537,663 @@ fn a_relative_source_path_in_the_config_is_relative_to_the_deploy_root() {
     let run = sb.relman(&["build", "--id", "from-config"]);
     run.ok();
     assert!(sb.release_dir("from-config").join("server.js").is_file());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. regressions
+
+/// A crash mid-append leaves a torn last line; the next append must cut it off rather than
+/// glue a whole entry onto it, which turned the fragment into a bad middle line that failed
+/// every command reading the history.
+#[test]
+fn a_torn_last_history_line_is_cut_off_by_the_next_append() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    activate(&sb, "r1");
+    activate(&sb, "r2");
+    let history = sb.root.join(".relman/history.jsonl");
+    {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new().append(true).open(&history).unwrap();
+        file.write_all(br#"{"at":"2026-11-29T04:2"#).unwrap();
+    }
+    let run = sb.relman(&["rollback", "--no-reload", "--no-probe"]);
+    run.ok();
+    assert_eq!(run.last_stdout_line(), "r1", "{run}");
+
+    let text = read_file(&history);
+    assert!(text.ends_with('\n'), "{text}");
+    assert!(
+        !text.contains("04:2\"") && !text.contains("04:2{"),
+        "{text}"
+    );
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{line}: {e}\n{text}"));
+    }
+    for args in [
+        ["status"].as_slice(),
+        &["list"],
+        &["history"],
+        &["prune", "--dry-run"],
+    ] {
+        sb.relman(args).ok();
+    }
+    let entries = sb.relman(&["history", "--json"]).json();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries[0]["action"], "rollback");
+    assert_eq!(entries[0]["to"], "r1");
+    // And the way back still works, appending after the repaired file.
+    sb.relman(&["rollback", "--to", "r2", "--no-reload", "--no-probe"])
+        .ok();
+    assert_eq!(
+        sb.relman(&["history", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+/// A timeout near `u64::MAX` passed the config check, then panicked adding it to an `Instant`
+/// (exit 101). Every duration and count is bounded at load, so it is a config error (exit 2)
+/// naming the key and the bound, for every command, with nothing changed.
+#[test]
+fn huge_timeouts_and_counts_are_configuration_errors_not_panics() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    activate(&sb, "r1");
+    let good_config = read_file(&sb.root.join("relman.toml"));
+    let with = |table: &str, key: &str, value: u64| {
+        let text = if table == "build" {
+            fast_config(&format!("{key} = {value}"))
+        } else {
+            fast_config(&format!("[{table}]\n{key} = {value}"))
+        };
+        sb.write_config(&text);
+    };
+    for (table, key, bound) in [
+        ("build", "timeout_secs", 604_800),
+        ("pm2", "timeout_secs", 604_800),
+        ("preflight", "timeout_secs", 604_800),
+        ("verify", "timeout_ms", 3_600_000),
+        ("verify", "interval_ms", 3_600_000),
+        ("verify", "attempts", 1000),
+    ] {
+        let name = format!("`{table}.{key}`");
+        let bound_text = bound.to_string();
+        for value in [bound + 1, u64::from(u32::MAX), i64::MAX as u64] {
+            if key == "attempts" && value > u64::from(u32::MAX) {
+                continue;
+            }
+            with(table, key, value);
+            for args in [
+                ["build", "--source", s(&src), "--id", "r2"].as_slice(),
+                &["activate", "r1", "--no-reload", "--no-probe"],
+                &["prune", "--keep", "1"],
+            ] {
+                assert_rejected(&sb, args, 2, &["invalid config", &name, &bound_text]);
+            }
+        }
+        with(table, key, bound);
+        sb.relman(&["activate", "r1", "--no-reload", "--no-probe"])
+            .ok();
+        sb.relman(&["prune", "--keep", "5", "--dry-run"]).ok();
+    }
+    // At the bound a build runs (and is not killed at once).
+    with("build", "timeout_secs", 604_800);
+    build_ok(&sb, &src, "r2");
+    sb.write_config(&good_config);
+    assert_eq!(sb.release_ids(), ["r1", "r2"]);
+}
+
+/// Holds the kernel lock on the deploy root directory itself, as relman does, from the test
+/// process: "another process" for relman.
+fn lock_root_directory(sb: &Sandbox) -> fs::File {
+    let root = fs::File::open(&sb.root).unwrap();
+    root.lock().unwrap();
+    root
+}
+
+/// The root lock was a lock on the file `.relman/lock`: a process holding the deploy root
+/// some other way was not seen, and removing the file (a new file, a new inode, a free lock)
+/// let a second relman in beside the first. The lock is on the root directory now.
+#[test]
+fn a_lock_held_on_the_root_directory_makes_relman_wait_naming_another_process() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    activate(&sb, "r1");
+    // The last relman that held the lock wrote itself into the note; it has exited since.
+    let note = read_file(&sb.root.join(".relman/lock"));
+    let last_pid: u32 = note
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the holder is written: {note:?}"));
+    assert!(
+        note.contains("(relman activate r1, since "),
+        "the holder is written: {note:?}"
+    );
+
+    let lock = lock_root_directory(&sb);
+    let before = snapshot_tree(&sb.root);
+    let holder = format!(
+        "another process (the last relman recorded there was pid {last_pid}, no longer running)"
+    );
+    for args in [
+        ["activate", "r2", "--no-reload", "--no-probe"].as_slice(),
+        &["prune", "--keep", "1"],
+        &["build", "--source", s(&src), "--id", "r3"],
+    ] {
+        let run = sb.relman_env(args, &[("RELMAN_LOCK_WAIT_SECS", "1")]);
+        run.expect_code(1);
+        assert!(
+            run.elapsed >= Duration::from_millis(900),
+            "it waited\n{run}"
+        );
+        assert!(
+            run.stderr.contains(&format!(
+                "Blocking waiting for the deploy root lock, held by {holder}"
+            )),
+            "{run}"
+        );
+        assert!(
+            run.expect_error_line()
+                .starts_with(&format!("error: the deploy root is locked by {holder}")),
+            "{run}"
+        );
+    }
+    before.assert_same(
+        &snapshot_tree(&sb.root),
+        &"while another process holds the root",
+    );
+    drop(lock);
+    activate(&sb, "r2");
+}
+
+/// While a relman holds the root lock, removing `.relman/lock` frees nothing: a second relman
+/// still waits, naming the first while it runs; the next holder writes the note again.
+#[test]
+fn removing_the_lock_file_does_not_let_a_second_relman_in() {
+    let sb = Sandbox::with_config(&fast_config(
+        "[preflight]\ncommand = \"sleep 60.0317\"\nurl = \"http://127.0.0.1:{port}/\"\ntimeout_secs = 30\n",
+    ));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    // The preflight (a `sleep` that never listens) runs under the root lock.
+    let mut holder = spawn_command(sb.command(&["activate", "r1", "--no-reload", "--no-probe"]));
+    let note_path = sb.root.join(".relman/lock");
+    let described = format!("pid {} (relman activate r1, since ", holder.pid());
+    wait_for("the preflight to start", Duration::from_secs(10), || {
+        assert!(!holder.has_exited(), "the holder ended early");
+        (!processes_with_arg("60.0317").is_empty()).then_some(())
+    });
+    let note = read_file(&note_path);
+    assert!(note.starts_with(&described), "{note:?}");
+
+    let second = ["activate", "r2", "--no-reload", "--no-probe"];
+    let wait_1s = [("RELMAN_LOCK_WAIT_SECS", "1")];
+    let run = sb.relman_env(&second, &wait_1s);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "Blocking waiting for the deploy root lock, held by {described}"
+        )),
+        "a live relman is named as the holder\n{run}"
+    );
+
+    fs::remove_file(&note_path).unwrap();
+    let run = sb.relman_env(&second, &wait_1s);
+    run.expect_code(1);
+    assert!(
+        run.elapsed >= Duration::from_millis(900),
+        "it waited\n{run}"
+    );
+    assert!(
+        run.expect_error_line()
+            .starts_with("error: the deploy root is locked by another process"),
+        "{run}"
+    );
+    assert!(
+        fs::symlink_metadata(sb.root.join("current")).is_err(),
+        "nothing went live"
+    );
+
+    sigint(holder.pid());
+    let run = holder.finish();
+    assert_ne!(run.code, 0, "{run}");
+    assert_no_process_with_arg("60.0317");
+    sb.write_config(&fast_config(""));
+    let run = sb.relman_env(&second, &wait_1s);
+    run.ok();
+    assert!(!run.stderr.contains("waiting"), "{run}");
+    assert!(
+        read_file(&note_path).contains("(relman activate r2, since "),
+        "the note is written again"
+    );
+}
+
+/// The build lock was a lock on `.relman/build.lock`: removing that file made a running build
+/// read as `failed`, and `prune` deleted it under the build. The lock is on the release
+/// directory now.
+#[test]
+fn removing_build_lock_does_not_make_a_running_build_failed() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "base");
+    let slow_src = sb.fixture_source("slow-src");
+    write_file(&slow_src.join("SLOW"), "5.0319");
+    let mut building =
+        spawn_command(sb.command(&["build", "--source", s(&slow_src), "--id", "slow"]));
+    wait_for(
+        "the build's sleep to start",
+        Duration::from_secs(10),
+        || {
+            assert!(!building.has_exited(), "the slow build ended early");
+            (!processes_with_arg("5.0319").is_empty()).then_some(())
+        },
+    );
+    fs::remove_file(sb.release_dir("slow").join(".relman/build.lock")).unwrap();
+    assert_eq!(state_of(&sb, "slow").as_deref(), Some("building"));
+    let report = sb.relman(&["prune", "--keep", "1", "--json"]).json();
+    assert_eq!(ids(&report["deleted"]), Vec::<String>::new(), "{report}");
+    assert!(sb.release_dir("slow").is_dir());
+    let run = building.finish();
+    run.ok();
+    assert_eq!(state_of(&sb, "slow").as_deref(), Some("sealed"));
+}
+
+/// Runs `args` in the background and fails the test (killing it) unless it ends within 10 s:
+/// for commands that used to hang on a FIFO.
+#[track_caller]
+fn run_bounded(sb: &Sandbox, args: &[&str]) -> Run {
+    let mut running = spawn_command(sb.command(args));
+    wait_for(
+        &format!("relman {} to end", args.join(" ")),
+        Duration::from_secs(10),
+        || running.has_exited().then_some(()),
+    );
+    running.finish()
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// `verify` followed a `manifest.sha256` that was a symlink and reported the lines of its
+/// target (it read `/etc/shadow`); the seal and the claim were read the same way, and a FIFO
+/// in their place hung `list`. relman's own files in a release are read only as regular
+/// files, never through a symlink, and bounded.
+#[test]
+fn a_release_s_own_files_are_never_read_through_a_symlink_or_a_fifo() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    let manifest = sb.release_dir("r1").join(".relman/manifest.sha256");
+    // A target in the manifest's own format, so that following it would show its contents.
+    let secret = sb.path("secret");
+    write_file(&secret, format!("{}  leaked-secret-line\n", "0".repeat(64)));
+    fs::remove_file(&manifest).unwrap();
+    symlink(&secret, &manifest);
+    for json in [false, true] {
+        let mut args = vec!["verify", "r1"];
+        if json {
+            args.push("--json");
+        }
+        let run = sb.relman(&args);
+        run.expect_code(1);
+        assert!(
+            !run.stdout.contains("leaked") && !run.stderr.contains("leaked"),
+            "{run}"
+        );
+        let error = if json {
+            run.json()["error"].as_str().unwrap().to_owned()
+        } else {
+            run.expect_one_line_error().to_owned()
+        };
+        assert!(
+            error.contains("manifest.sha256") && error.contains("a symlink, not a regular file"),
+            "{run}"
+        );
+    }
+    let run = sb.relman(&["activate", "r1", "--no-reload", "--no-probe"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("not a regular file"), "{run}");
+    assert!(fs::symlink_metadata(sb.root.join("current")).is_err());
+
+    // A symlinked seal: the release is not sealed, whatever the target says.
+    build_ok(&sb, &src, "r2");
+    let seal_path = sb.release_dir("r2").join(".relman/release.json");
+    let copy = sb.path("r2-seal.json");
+    fs::copy(&seal_path, &copy).unwrap();
+    fs::remove_file(&seal_path).unwrap();
+    symlink(&copy, &seal_path);
+    assert_eq!(state_of(&sb, "r2").as_deref(), Some("failed"));
+    // A seal larger than any relman writes (1 MiB): not read, not sealed.
+    fs::remove_file(&seal_path).unwrap();
+    let mut padded = read_file(&copy);
+    padded.push_str(&" ".repeat(1024 * 1024));
+    write_file(&seal_path, padded);
+    assert_eq!(state_of(&sb, "r2").as_deref(), Some("failed"));
+    fs::copy(&copy, &seal_path).unwrap();
+    assert_eq!(state_of(&sb, "r2").as_deref(), Some("sealed"));
+
+    // A FIFO as the seal or the claim: `list` neither hangs nor counts the release sealed.
+    build_ok(&sb, &src, "r3");
+    let meta = sb.release_dir("r3").join(".relman");
+    fs::remove_file(meta.join("release.json")).unwrap();
+    mkfifo(&meta.join("release.json"));
+    // A sealed release has no claim any more; a FIFO in its place must not count as one.
+    let _ = fs::remove_file(meta.join("build.json"));
+    mkfifo(&meta.join("build.json"));
+    let run = run_bounded(&sb, &["list", "--json"]);
+    run.ok();
+    let r3 = run
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "r3")
+        .cloned()
+        .unwrap();
+    assert_eq!(r3["state"], "failed", "{run}");
+    run_bounded(&sb, &["verify", "r3"]).expect_code(1);
+}
+
+/// `history.jsonl` was read with `read_to_string`: a FIFO there hung every command that reads
+/// it, a link to `/dev/zero` read until memory ran out. It is read only as a regular file,
+/// never through a symlink, and bounded (64 MiB: beyond, archive it).
+#[test]
+fn a_history_that_is_not_a_regular_file_or_too_large_fails_at_once() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    build_ok(&sb, &src, "r2");
+    activate(&sb, "r1");
+    let history = sb.root.join(".relman/history.jsonl");
+    let saved = read_file(&history);
+    // `activate` only appends, at its end: it asks first, and stops with nothing changed.
+    let readers: [&[&str]; 5] = [
+        &["status"],
+        &["list"],
+        &["history"],
+        &["prune", "--dry-run"],
+        &["activate", "r2", "--no-reload", "--no-probe"],
+    ];
+    let check = |what: &str, mention: &str| {
+        for args in readers {
+            let run = run_bounded(&sb, args);
+            run.expect_code(1);
+            let error = run.expect_error_line();
+            assert!(
+                error.contains("history.jsonl") && error.contains(mention),
+                "{what}\n{run}"
+            );
+        }
+        assert_eq!(
+            fs::read_link(sb.root.join("current")).unwrap(),
+            Path::new("releases/r1"),
+            "{what}: nothing went live"
+        );
+    };
+    fs::remove_file(&history).unwrap();
+    mkfifo(&history);
+    check("a FIFO", "it is a FIFO, not a regular file");
+    fs::remove_file(&history).unwrap();
+    symlink("/dev/zero", &history);
+    check(
+        "a symlink to /dev/zero",
+        "it is a symlink, not a regular file",
+    );
+    fs::remove_file(&history).unwrap();
+    let made = Command::new("mknod")
+        .arg(&history)
+        .args(["c", "1", "5"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        check(
+            "a /dev/zero device node",
+            "it is a device, not a regular file",
+        );
+        fs::remove_file(&history).unwrap();
+    } else {
+        support::skipped_note("history.jsonl as a device node: mknod not permitted here");
+    }
+    // Larger than 64 MiB (sparse, so cheap): archive it.
+    let file = fs::File::create(&history).unwrap();
+    file.set_len(64 * 1024 * 1024 + 1).unwrap();
+    drop(file);
+    check("too large", "archive it");
+    write_file(&history, saved);
+    sb.relman(&["history"]).ok();
+}
+
+/// `relman.toml` had the same trouble: a FIFO hung, `/dev/zero` ran out of memory. It is read
+/// only as a regular file (a symlink to one is fine: operators keep it elsewhere), at most
+/// 1 MiB; anything else is a configuration error (exit 2) naming it.
+#[test]
+fn a_config_that_is_not_a_regular_file_or_too_large_is_a_configuration_error() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    let config = sb.root.join("relman.toml");
+    let saved = read_file(&config);
+    let commands: [&[&str]; 3] = [
+        &["verify", "r1"],
+        &["prune", "--dry-run"],
+        &["build", "--source", s(&src)],
+    ];
+    let check = |what: &str, mention: &str| {
+        for args in commands {
+            let run = run_bounded(&sb, args);
+            run.expect_code(2);
+            let error = run.expect_one_line_error();
+            assert!(
+                error.contains("invalid config")
+                    && error.contains("relman.toml")
+                    && error.contains(mention),
+                "{what}\n{run}"
+            );
+        }
+    };
+    fs::remove_file(&config).unwrap();
+    mkfifo(&config);
+    check("a FIFO", "it is a FIFO, not a regular file");
+    fs::remove_file(&config).unwrap();
+    symlink("/dev/zero", &config);
+    check(
+        "a symlink to /dev/zero",
+        "it is a device, not a regular file",
+    );
+    fs::remove_file(&config).unwrap();
+    let mut large = saved.clone();
+    large.push_str(&"#".repeat(1024 * 1024));
+    write_file(&config, &large);
+    check("too large", "1 MiB");
+    // A symlink to a regular file is the operator's choice.
+    let elsewhere = sb.path("relman.toml");
+    write_file(&elsewhere, &saved);
+    fs::remove_file(&config).unwrap();
+    symlink(&elsewhere, &config);
+    sb.relman(&["verify", "r1"]).ok();
+    assert_eq!(sb.release_ids(), ["r1"], "nothing built");
+}
+
+/// `shared.paths = [".relman"]` was accepted: every build would have replaced its own
+/// `.relman` (claim, lock, manifest, seal) with a symlink into `shared/`, the same for every
+/// release. relman's own directory cannot be shared: a configuration error (exit 2).
+#[test]
+fn relman_s_own_directory_cannot_be_a_shared_path() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    fs::create_dir_all(sb.root.join("shared/.relman")).unwrap();
+    for entry in [".relman", ".relman/release.json", ".relman/x/y"] {
+        sb.write_config(&fast_config(&format!("[shared]\npaths = [\"{entry}\"]")));
+        for args in [
+            ["build", "--source", s(&src), "--id", "r2"].as_slice(),
+            &["prune", "--dry-run"],
+            &["verify", "r1"],
+        ] {
+            assert_rejected(
+                &sb,
+                args,
+                2,
+                &[
+                    "invalid config",
+                    "`shared.paths`",
+                    entry,
+                    "relman's own directory",
+                ],
+            );
+        }
+    }
+    // A name that only starts like it is the app's own.
+    write_file(&sb.root.join("shared/.relmanrc"), "x");
+    sb.write_config(&fast_config("[shared]\npaths = [\".relmanrc\"]"));
+    build_ok(&sb, &src, "r2");
+    assert_eq!(sb.release_ids(), ["r1", "r2"]);
+}
+
+/// A `relman.toml` that is not UTF-8 was an I/O failure (exit 1); it is a bad config, exit 2,
+/// naming the file and saying it must be UTF-8.
+#[test]
+fn a_config_that_is_not_utf8_is_a_configuration_error() {
+    let sb = Sandbox::with_config(&fast_config(""));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "r1");
+    let mut bytes = fast_config("").into_bytes();
+    bytes.extend_from_slice(b"# caf\xe9 in Latin-1\n");
+    write_file(&sb.root.join("relman.toml"), bytes);
+    for args in [
+        ["build", "--source", s(&src), "--id", "r2"].as_slice(),
+        &["prune", "--keep", "1"],
+        &["verify", "r1"],
+        &["activate", "r1", "--no-reload", "--no-probe"],
+    ] {
+        assert_rejected(
+            &sb,
+            args,
+            2,
+            &["invalid config", "relman.toml", "must be UTF-8", "(line 6)"],
+        );
+    }
+}
+
+/// `verify` compared contents only: a file made setuid, or a symlink added, removed or
+/// pointed elsewhere, went unnoticed. The build records what `sha256sum` cannot carry in
+/// `.relman/manifest.meta` (modes of the manifest's files, every symlink and its target)
+/// before the seal, and `verify` compares it too; the manifest stays `sha256sum -c`
+/// compatible, and a release sealed without the sidecar verifies as before.
+#[test]
+fn verify_notices_a_mode_change_and_added_removed_or_retargeted_symlinks() {
+    let sb = Sandbox::with_config(&fast_config("[shared]\npaths = [\"uploads\"]"));
+    fs::create_dir_all(sb.root.join("shared/uploads")).unwrap();
+    let src = sb.fixture_source("src");
+    symlink("server.js", &src.join("main.js"));
+    chmod(&src.join("build.js"), 0o755);
+    build_ok(&sb, &src, "r1");
+    let release = sb.release_dir("r1");
+
+    let sidecar = read_file(&release.join(".relman/manifest.meta"));
+    assert!(sidecar.contains("0644  server.js\n"), "{sidecar}");
+    assert!(sidecar.contains("0755  build.js\n"), "{sidecar}");
+    assert!(
+        sidecar.contains("link  main.js -> server.js\n"),
+        "{sidecar}"
+    );
+    assert!(
+        sidecar.contains("link  uploads -> ../../shared/uploads\n"),
+        "shared paths are recorded too: {sidecar}"
+    );
+    let check = Command::new("sha256sum")
+        .args(["-c", "--strict", ".relman/manifest.sha256"])
+        .current_dir(&release)
+        .output()
+        .expect("sha256sum");
+    assert!(check.status.success(), "{check:?}");
+    sb.relman(&["verify", "r1"]).ok();
+
+    // A file made setuid: changed, with the modes.
+    chmod(&release.join("server.js"), 0o4644);
+    let run = sb.relman(&["verify", "r1"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout, "changed  server.js (mode 0644 -> 4644)\n",
+        "{run}"
+    );
+    assert!(
+        run.expect_error_line()
+            .contains("1 changed, 0 missing, 0 added"),
+        "{run}"
+    );
+    let report = sb.relman(&["verify", "r1", "--json"]).json();
+    assert_eq!(report["changed"], serde_json::json!(["server.js"]));
+    assert_eq!(report["details"]["server.js"], "mode 0644 -> 4644");
+    chmod(&release.join("server.js"), 0o644);
+    sb.relman(&["verify", "r1"]).ok();
+
+    // A symlink added, one removed, one pointed elsewhere.
+    symlink("/etc/shadow", &release.join("evil"));
+    let run = sb.relman(&["verify", "r1"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout, "added    evil (symlink -> /etc/shadow)\n",
+        "{run}"
+    );
+    fs::remove_file(release.join("evil")).unwrap();
+    fs::remove_file(release.join("main.js")).unwrap();
+    let run = sb.relman(&["verify", "r1"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.stdout, "missing  main.js (symlink -> server.js)\n",
+        "{run}"
+    );
+    symlink("/etc", &release.join("main.js"));
+    let run = sb.relman(&["verify", "r1", "--json"]);
+    run.expect_code(1);
+    assert_eq!(
+        run.json()["changed"],
+        serde_json::json!(["main.js"]),
+        "{run}"
+    );
+    assert_eq!(
+        run.json()["details"]["main.js"],
+        "symlink -> server.js, now -> /etc"
+    );
+    // A symlink replaced by a regular file is one change, not a removal and an addition.
+    fs::remove_file(release.join("main.js")).unwrap();
+    write_file(&release.join("main.js"), "// not a link\n");
+    let run = sb.relman(&["verify", "r1", "--json"]);
+    run.expect_code(1);
+    assert_eq!(
+        (
+            run.json()["changed"].clone(),
+            run.json()["added"].clone(),
+            run.json()["missing"].clone()
+        ),
+        (
+            serde_json::json!(["main.js"]),
+            serde_json::json!([]),
+            serde_json::json!([])
+        ),
+        "{run}"
+    );
+    fs::remove_file(release.join("main.js")).unwrap();
+    symlink("server.js", &release.join("main.js"));
+    sb.relman(&["verify", "r1"]).ok();
+
+    // Sealed without the sidecar (an older relman): contents only, as before.
+    fs::remove_file(release.join(".relman/manifest.meta")).unwrap();
+    chmod(&release.join("server.js"), 0o4644);
+    sb.relman(&["verify", "r1"]).ok();
 }

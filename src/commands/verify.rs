@@ -41,7 +41,10 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
             ("added", &report.diff.added),
         ] {
             for path in paths {
-                ui::data(format!("{label:8} {path}"));
+                match report.details.get(path) {
+                    Some(detail) => ui::data(format!("{label:8} {path} ({detail})")),
+                    None => ui::data(format!("{label:8} {path}")),
+                }
             }
         }
     }

@@ -90,6 +90,9 @@ pub fn activate(
     let _lock =
         root.lock_or_cancel(&label, cancel, &mut |holder| events(Event::Waiting(holder)))?;
     failpoint::hit("activate-after-lock");
+    // The entry is appended at the very end: a history that cannot take it stops the
+    // activation now, before anything changed, not after the release went live.
+    history::check(root)?;
 
     let to = match goal {
         Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),

@@ -617,6 +617,7 @@ impl Builder<'_> {
             &manifest::manifest_path(self.dir),
             manifest.render().as_bytes(),
         )?;
+        manifest::write_meta(self.dir, &self.config.manifest.exclude, &manifest)?;
         let bytes = DeployRoot::tree_bytes(self.dir);
         Ok((manifest, bytes))
     }

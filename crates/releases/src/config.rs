@@ -191,18 +191,45 @@ impl Default for RetentionConfig {
     }
 }
 
+/// The most relman reads of `relman.toml`.
+pub const CONFIG_LIMIT: u64 = 1024 * 1024;
+
 /// The file name of the config inside a deploy root.
 pub const CONFIG_FILE: &str = "relman.toml";
 
 impl Config {
     /// Reads `ROOT/relman.toml`; a missing file means every default.
+    ///
+    /// Only a regular file (or a symlink to one) of at most [`CONFIG_LIMIT`] bytes is read: a
+    /// FIFO would hang every command, a link to `/dev/zero` exhaust its memory.
     pub fn load(root: &Utf8Path) -> Result<Config> {
+        use crate::fs::own_files::{Links, Unreadable, read_regular_file};
         let path = root.join(CONFIG_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Config::parse(&text, &path),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(err) => Err(Error::io("failed to read", path, err)),
-        }
+        let bytes = match read_regular_file(&path, CONFIG_LIMIT, Links::Follow) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Config::default()),
+            Err(Unreadable::Io(err)) => return Err(Error::io("failed to read", path, err)),
+            Err(why) => {
+                return Err(Error::Config {
+                    message: format!(
+                        "{}: make `{CONFIG_FILE}` a regular file of at most 1 MiB",
+                        why.describe()
+                    ),
+                    path,
+                });
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|err| {
+            let at = err.utf8_error().valid_up_to();
+            let line = err.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            Error::Config {
+                message: format!(
+                    "it is not UTF-8 (line {line}): `{CONFIG_FILE}` must be UTF-8, save it as such"
+                ),
+                path: path.clone(),
+            }
+        })?;
+        Config::parse(&text, &path)
     }
 
     /// Parses and validates config text; `path` is only used in messages.
@@ -229,6 +256,18 @@ impl Config {
                 check_relative(path).map_err(|why| format!("`{key}` entry \"{path}\" {why}"))?;
             }
         }
+        // Every release's `.relman` is its own (claim, build lock, log, manifest, seal): a
+        // link into `shared/` would make them one for all releases.
+        if let Some(path) = self
+            .shared
+            .paths
+            .iter()
+            .find(|path| Utf8Path::new(path).starts_with(crate::record::META_DIR))
+        {
+            return Err(format!(
+                "`shared.paths` entry \"{path}\" is inside `.relman`, relman's own directory in every release, which cannot be shared: remove it"
+            ));
+        }
         crate::manifest::RuntimeFiles::new(&self.manifest.runtime)
             .map_err(|why| format!("`manifest.runtime` {why}"))?;
         for (key, value) in [
@@ -240,6 +279,52 @@ impl Config {
         ] {
             if value == 0 {
                 return Err(format!("`{key}` must be at least 1"));
+            }
+        }
+        // Bounded so that every deadline relman computes (`Instant::now()` plus a timeout, or
+        // plus `interval_ms` × `attempts`) stays far from overflowing, whatever the value.
+        for (key, value, bound, unit) in [
+            (
+                "build.timeout_secs",
+                self.build.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "pm2.timeout_secs",
+                self.pm2.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "preflight.timeout_secs",
+                self.preflight.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "verify.timeout_ms",
+                self.verify.timeout_ms,
+                MAX_VERIFY_MS,
+                " (1 hour)",
+            ),
+            (
+                "verify.interval_ms",
+                self.verify.interval_ms,
+                MAX_VERIFY_MS,
+                " (1 hour)",
+            ),
+            (
+                "verify.attempts",
+                u64::from(self.verify.attempts),
+                MAX_VERIFY_ATTEMPTS,
+                "",
+            ),
+        ] {
+            if value > bound {
+                return Err(format!(
+                    "`{key}` must be at most {bound}{unit}, not {value}"
+                ));
             }
         }
         if self.retention.keep == 0 {
@@ -322,6 +407,15 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// The longest `build.timeout_secs`, `pm2.timeout_secs` and `preflight.timeout_secs`: 7 days.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
+
+/// The longest `verify.timeout_ms` and `verify.interval_ms`: 1 hour.
+pub const MAX_VERIFY_MS: u64 = 60 * 60 * 1000;
+
+/// The most `verify.attempts`.
+pub const MAX_VERIFY_ATTEMPTS: u64 = 1000;
 
 /// The most routes `verify.routes` may list (and the most a Next.js build's manifests give).
 pub const MAX_ROUTES: usize = 20;
@@ -426,6 +520,8 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config> {
@@ -472,10 +568,75 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_counts_are_bounded_at_load() {
+        for (table, key, bound) in [
+            ("build", "timeout_secs", MAX_TIMEOUT_SECS),
+            ("pm2", "timeout_secs", MAX_TIMEOUT_SECS),
+            ("preflight", "timeout_secs", MAX_TIMEOUT_SECS),
+            ("verify", "timeout_ms", MAX_VERIFY_MS),
+            ("verify", "interval_ms", MAX_VERIFY_MS),
+            ("verify", "attempts", MAX_VERIFY_ATTEMPTS),
+        ] {
+            parse(&format!("[{table}]\n{key} = {bound}")).unwrap();
+            let err = parse(&format!("[{table}]\n{key} = {}", bound + 1)).unwrap_err();
+            assert!(err.is_usage());
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{table}.{key}` must be at most {bound}")),
+                "{text}"
+            );
+        }
+        let err = parse("[build]\ntimeout_secs = 9223372036854775807").unwrap_err();
+        assert!(err.to_string().contains("`build.timeout_secs`"), "{err}");
+    }
+
+    /// Every deadline relman computes from the config, at the bounds, as relman computes it:
+    /// the build's (`build.rs`), a worker's proof and the preflight (`relman-activate`'s
+    /// `roll.rs`: `interval_ms` × `attempts`, and each timeout), the probe's tries.
+    #[test]
+    fn deadlines_at_the_bounds_cannot_overflow_an_instant() {
+        let config = parse(&format!(
+            "[build]\ntimeout_secs = {MAX_TIMEOUT_SECS}\n[pm2]\ntimeout_secs = {MAX_TIMEOUT_SECS}\n\
+             [preflight]\ntimeout_secs = {MAX_TIMEOUT_SECS}\n\
+             [verify]\ntimeout_ms = {MAX_VERIFY_MS}\ninterval_ms = {MAX_VERIFY_MS}\nattempts = {MAX_VERIFY_ATTEMPTS}"
+        ))
+        .unwrap();
+        let verify = &config.verify;
+        let patience = Duration::from_millis(
+            verify
+                .interval_ms
+                .saturating_mul(u64::from(verify.attempts)),
+        );
+        assert_eq!(patience, Duration::from_secs(3_600_000), "41 days 16 hours");
+        let now = Instant::now();
+        for duration in [
+            Duration::from_secs(config.build.timeout_secs),
+            Duration::from_secs(config.pm2.timeout_secs),
+            Duration::from_secs(config.preflight.timeout_secs),
+            Duration::from_millis(verify.timeout_ms),
+            Duration::from_millis(verify.interval_ms),
+            patience,
+            // Sums of them: the preflight's whole wait then the probe's patience, and every
+            // try at its longest.
+            Duration::from_secs(config.preflight.timeout_secs) + patience,
+            Duration::from_millis(verify.timeout_ms.saturating_mul(u64::from(verify.attempts))),
+        ] {
+            assert!(now.checked_add(duration).is_some(), "{duration:?}");
+            // And with room to spare: a hundred times over still fits.
+            assert!(now.checked_add(duration * 100).is_some(), "{duration:?}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_named() {
         for (text, key) in [
             ("[shared]\npaths = [\"/etc/passwd\"]", "shared.paths"),
             ("[shared]\npaths = [\"../up\"]", "shared.paths"),
+            ("[shared]\npaths = [\".relman\"]", "relman's own directory"),
+            (
+                "[shared]\npaths = [\".relman/lock\"]",
+                "relman's own directory",
+            ),
             ("[retention]\nkeep = 0", "retention.keep"),
             ("[verify]\nurl = \"https://x\"", "verify.url"),
             (

@@ -60,12 +60,13 @@ pub enum Error {
     /// An ID given with `--id` is taken.
     #[error("release {0} already exists: choose another `--id` or leave it out")]
     IdTaken(String),
-    /// The root lock is held by another relman and did not come free in time.
+    /// The root lock is held by another process and did not come free in time.
     #[error(
         "the deploy root is locked by {holder}; waited {waited_secs} s, try again when it is done"
     )]
     Locked {
-        /// Who holds it, as written in the lock file.
+        /// Who holds it: the relman recorded in `.relman/lock` while it runs, else
+        /// "another process".
         holder: String,
         /// How long this process waited.
         waited_secs: u64,

@@ -53,25 +53,53 @@ pub struct HistoryEntry {
     pub durations_ms: BTreeMap<String, u64>,
 }
 
-/// Appends one entry with a single `write`, fsynced.
+/// Appends one entry with a single `write`, fsynced; a torn last line left by a crash is cut
+/// off first (see [`crate::fs::append_line`]). Called under the root lock.
 pub fn append(root: &DeployRoot, entry: &HistoryEntry) -> Result<()> {
     let line = serde_json::to_string(entry).expect("a history entry always serialises");
     let dir = root.state_dir();
     if !dir.is_dir() {
         crate::fs::create_dir_all(&dir)?;
     }
+    check(root)?;
     crate::fs::append_line(&root.history_path(), &line)
 }
 
+/// What to do with a history relman will not read.
+const UNREADABLE_HINT: &str =
+    "archive it (move it away: relman starts a new one and reads only that)";
+
+/// Fails, without reading it, unless the history is absent or a regular file (not a symlink)
+/// within [`HISTORY_LIMIT`]: what [`read`] and [`append`] need. A command that appends at its
+/// end (`activate`) asks first, so that it stops before it changes anything.
+pub fn check(root: &DeployRoot) -> Result<()> {
+    let path = root.history_path();
+    crate::fs::own_files::check_own_file(&path, HISTORY_LIMIT)
+        .map_err(|why| why.into_error(&path, UNREADABLE_HINT))
+}
+
+/// The most relman reads of `history.jsonl`: about 250 000 entries.
+pub const HISTORY_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Reads every entry, oldest first. A torn last line (a crash mid-append) is ignored; a bad
-/// line anywhere else is an error naming it.
+/// line anywhere else is an error naming it. The history is read only as a regular file,
+/// never through a symlink, and at most [`HISTORY_LIMIT`] bytes.
 pub fn read(root: &DeployRoot) -> Result<Vec<HistoryEntry>> {
     let path = root.history_path();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(Error::io("failed to read", path, err)),
+    let bytes = match crate::fs::own_files::read_own_file(&path, HISTORY_LIMIT) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(Vec::new()),
+        Err(why) => {
+            return Err(why.into_error(&path, UNREADABLE_HINT));
+        }
     };
+    let text = String::from_utf8(bytes).map_err(|err| Error::Malformed {
+        path: path.clone(),
+        message: format!(
+            "it is not UTF-8 (byte {}); fix or delete the line holding it",
+            err.utf8_error().valid_up_to()
+        ),
+    })?;
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
     let mut entries = Vec::with_capacity(lines.len());
@@ -239,6 +267,39 @@ mod tests {
         let entries = read(&root).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0], first);
+    }
+
+    #[test]
+    fn append_cuts_off_a_torn_last_line_first() {
+        let (_guard, root) = root();
+        append(&root, &entry(Action::Activate, None, "a", Outcome::Ok)).unwrap();
+        let mut file = crate::fs::open_append(&root.history_path()).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"at\":\"2026-11-29T04:2").unwrap();
+        let second = entry(Action::Activate, Some("a"), "b", Outcome::Ok);
+        append(&root, &second).unwrap();
+        let entries = read(&root).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1], second);
+        // A file holding nothing but a fragment is cut to nothing.
+        let path = root.history_path();
+        std::fs::write(&path, "{\"at\"").unwrap();
+        append(&root, &second).unwrap();
+        assert_eq!(read(&root).unwrap(), [second]);
+    }
+
+    #[test]
+    fn append_never_follows_a_symlink() {
+        let (guard, root) = root();
+        let outside = guard.path().join("outside");
+        std::fs::write(&outside, "precious").unwrap();
+        crate::fs::create_dir_all(&root.state_dir()).unwrap();
+        std::os::unix::fs::symlink(&outside, root.history_path()).unwrap();
+        let err = append(&root, &entry(Action::Activate, None, "a", Outcome::Ok)).unwrap_err();
+        assert!(
+            err.to_string().contains("a symlink, not a regular file"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
     }
 
     #[test]

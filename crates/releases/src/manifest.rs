@@ -1,9 +1,11 @@
 //! The SHA-256 manifest of a release: computed in parallel, written in `sha256sum` format,
 //! compared against the tree to find what changed.
 //!
-//! The manifest covers regular files. Symlinks are neither followed nor hashed (shared paths
-//! are symlinks whose targets are meant to change), and `.relman/` plus the configured
-//! excludes are left out.
+//! The manifest covers regular files. Symlinks are neither followed nor hashed (the files a
+//! shared path links to are meant to change), and `.relman/` plus the configured excludes
+//! are left out. What `sha256sum` cannot carry, the files' modes and each symlink's target
+//! (shared paths' links included), goes into a sidecar beside it, `.relman/manifest.meta`
+//! ([`Meta`]), which `verify` compares too.
 //!
 //! Some files are the app's own to rewrite: a Next.js server fills `.next/server/route-cache`
 //! on the first request to a static page and regenerates ISR pages in place. Those are still
@@ -23,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ReleaseId;
-use crate::record::{MANIFEST_FILE, META_DIR, SEAL_FILE};
+use crate::record::{
+    MANIFEST_FILE, MANIFEST_LIMIT, MANIFEST_META_FILE, META_DIR, SEAL_FILE, read_meta_file,
+};
 use crate::root::DeployRoot;
 
 /// A manifest: relative path → SHA-256, sorted by path.
@@ -35,30 +39,42 @@ pub struct Manifest {
     pub bytes: u64,
 }
 
-/// Walks `dir` in order, calling `found` with the relative path of every regular file that
-/// belongs in its manifest; stops early when `found` returns `false`.
-fn walk(dir: &Utf8Path, exclude: &[String], mut found: impl FnMut(String) -> bool) -> Result<()> {
-    let walker = walkdir::WalkDir::new(dir)
+/// Every entry of `dir` below it, in order, symlinks not followed, leaving out `.relman/`
+/// and the excludes (and what is below them).
+fn entries<'a>(
+    dir: &'a Utf8Path,
+    exclude: &'a [String],
+) -> impl Iterator<Item = walkdir::Result<walkdir::DirEntry>> + 'a {
+    walkdir::WalkDir::new(dir)
         .follow_links(false)
         .min_depth(1)
         .into_iter()
-        .filter_entry(|entry| {
+        .filter_entry(move |entry| {
             let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
             !(relative == std::path::Path::new(META_DIR)
                 || exclude.iter().any(|e| relative.starts_with(e)))
-        });
-    for entry in walker {
+        })
+}
+
+/// The path of an entry relative to `dir`, which must be UTF-8.
+fn relative_path(dir: &Utf8Path, entry: &walkdir::DirEntry) -> Result<String> {
+    let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+    relative
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NonUtf8Path(entry.path().display().to_string()))
+}
+
+/// Walks `dir` in order, calling `found` with the relative path of every regular file that
+/// belongs in its manifest; stops early when `found` returns `false`.
+fn walk(dir: &Utf8Path, exclude: &[String], mut found: impl FnMut(String) -> bool) -> Result<()> {
+    for entry in entries(dir, exclude) {
         let entry = entry.map_err(|err| crate::fs::copy::walk_error(dir, err))?;
         // The type comes from the directory entry itself: no `stat` per file on this thread.
         if !entry.file_type().is_file() {
             continue;
         }
-        let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-        let relative = relative
-            .to_str()
-            .ok_or_else(|| Error::NonUtf8Path(entry.path().display().to_string()))?
-            .to_owned();
-        if !found(relative) {
+        if !found(relative_path(dir, &entry)?) {
             break;
         }
     }
@@ -252,6 +268,269 @@ fn unescape(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// What `sha256sum` cannot carry, kept beside the manifest in `.relman/manifest.meta`: the
+/// permission bits of every file in the manifest (setuid, setgid and sticky included) and
+/// every symlink of the release outside the excludes (shared paths included: they are
+/// expected) with its target.
+///
+/// One line per entry, sorted by path within each kind: `MODE  PATH` (four octal digits),
+/// then `link  PATH -> TARGET`. A line holding a backslash, a newline or a carriage return in
+/// a path or target, or ` -> ` in a link's path, starts with `\` and escapes them like the
+/// manifest does (`\\`, `\n`, `\r`), and `>` as `\>`, so that the first bare ` -> ` splits it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Relative path of each file in the manifest → its permission bits (`0o7777` at most).
+    pub modes: BTreeMap<String, u32>,
+    /// Relative path of each symlink → its target, as written (never followed).
+    pub links: BTreeMap<String, String>,
+}
+
+impl Meta {
+    /// Reads the modes of `manifest`'s files and every symlink of `dir` outside `exclude`.
+    pub fn compute(dir: &Utf8Path, exclude: &[String], manifest: &Manifest) -> Result<Meta> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut meta = Meta::default();
+        for entry in entries(dir, exclude) {
+            let entry = entry.map_err(|err| crate::fs::copy::walk_error(dir, err))?;
+            let kind = entry.file_type();
+            if kind.is_file() {
+                let relative = relative_path(dir, &entry)?;
+                if manifest.files.contains_key(&relative) {
+                    let mode = entry
+                        .metadata()
+                        .map_err(|err| crate::fs::copy::walk_error(dir, err))?
+                        .permissions()
+                        .mode();
+                    meta.modes.insert(relative, mode & 0o7777);
+                }
+            } else if kind.is_symlink() {
+                let relative = relative_path(dir, &entry)?;
+                let path = dir.join(&relative);
+                let target = std::fs::read_link(&path).at("failed to read symlink", &path)?;
+                let target = target
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|t| Error::NonUtf8Path(format!("{path} -> {}", t.display())))?;
+                meta.links.insert(relative, target);
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Renders the sidecar's lines.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity((self.modes.len() + self.links.len()) * 60);
+        for (path, mode) in &self.modes {
+            if path.contains(['\\', '\n', '\r']) {
+                out.push_str(&format!("\\{mode:04o}  {}\n", escape_meta(path)));
+            } else {
+                out.push_str(&format!("{mode:04o}  {path}\n"));
+            }
+        }
+        for (path, target) in &self.links {
+            let plain = !path.contains(LINK_ARROW)
+                && !path.contains(['\\', '\n', '\r'])
+                && !target.contains(['\\', '\n', '\r']);
+            if plain {
+                out.push_str(&format!("link  {path}{LINK_ARROW}{target}\n"));
+            } else {
+                out.push_str(&format!(
+                    "\\link  {}{LINK_ARROW}{}\n",
+                    escape_meta(path),
+                    escape_meta(target)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Parses what [`Meta::render`] wrote.
+    pub fn parse(text: &str, path: &Utf8Path) -> Result<Meta> {
+        let malformed = |line: usize, what: &str| Error::Malformed {
+            path: path.to_owned(),
+            message: format!("line {}: {what}; build a new release", line + 1),
+        };
+        let mut meta = Meta::default();
+        for (index, line) in text.lines().enumerate() {
+            let (escaped, line) = match line.strip_prefix('\\') {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let field = |raw: &str| -> Result<String> {
+                let value = if escaped {
+                    unescape_meta(raw).ok_or_else(|| malformed(index, "bad escape"))?
+                } else {
+                    raw.to_owned()
+                };
+                if value.is_empty() || value.contains('\0') {
+                    return Err(malformed(index, "empty path or target"));
+                }
+                Ok(value)
+            };
+            if let Some(rest) = line.strip_prefix("link  ") {
+                let (name, target) = split_link(rest, escaped)
+                    .ok_or_else(|| malformed(index, "expected `link  PATH -> TARGET`"))?;
+                let name = field(name)?;
+                if crate::config::check_relative(&name).is_err() {
+                    return Err(malformed(
+                        index,
+                        "path must be relative and stay inside the release",
+                    ));
+                }
+                meta.links.insert(name, field(target)?);
+            } else {
+                let (mode, name) = line.split_once("  ").ok_or_else(|| {
+                    malformed(index, "expected `MODE  PATH` or `link  PATH -> TARGET`")
+                })?;
+                let mode = (mode.len() == 4)
+                    .then(|| u32::from_str_radix(mode, 8).ok())
+                    .flatten()
+                    .ok_or_else(|| malformed(index, "bad mode: expected four octal digits"))?;
+                let name = field(name)?;
+                if crate::config::check_relative(&name).is_err() {
+                    return Err(malformed(
+                        index,
+                        "path must be relative and stay inside the release",
+                    ));
+                }
+                meta.modes.insert(name, mode);
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Adds what differs between this (expected) sidecar and `actual` to `diff`, with a
+    /// note per path in `details`: a mode changed (`mode 0755 -> 4755`), a symlink added,
+    /// removed or pointed elsewhere. A file's mode is compared only where it is a file in
+    /// both; a file gone or new is the manifest's difference already.
+    pub fn diff_into(
+        &self,
+        actual: &Meta,
+        diff: &mut Diff,
+        details: &mut BTreeMap<String, String>,
+    ) {
+        for (path, mode) in &self.modes {
+            if let Some(now) = actual.modes.get(path)
+                && now != mode
+            {
+                diff.changed.push(path.clone());
+                details.insert(path.clone(), format!("mode {mode:04o} -> {now:04o}"));
+            }
+        }
+        for (path, target) in &self.links {
+            match actual.links.get(path) {
+                None => {
+                    diff.missing.push(path.clone());
+                    details.insert(path.clone(), format!("symlink -> {target}"));
+                }
+                Some(now) if now != target => {
+                    diff.changed.push(path.clone());
+                    details.insert(path.clone(), format!("symlink -> {target}, now -> {now}"));
+                }
+                Some(_) => {}
+            }
+        }
+        for (path, target) in &actual.links {
+            if !self.links.contains_key(path) {
+                diff.added.push(path.clone());
+                details.insert(path.clone(), format!("symlink -> {target}"));
+            }
+        }
+        // A path both gone and new changed type (a symlink made a file, or the reverse): one
+        // change.
+        let retyped: Vec<String> = diff
+            .missing
+            .iter()
+            .filter(|path| diff.added.contains(path))
+            .cloned()
+            .collect();
+        for path in retyped {
+            diff.missing.retain(|p| *p != path);
+            diff.added.retain(|p| *p != path);
+            let note = match (self.links.get(&path), actual.links.get(&path)) {
+                (Some(was), None) => format!("symlink -> {was}, now a regular file"),
+                (None, Some(now)) => format!("regular file, now symlink -> {now}"),
+                _ => "changed type".to_owned(),
+            };
+            details.insert(path.clone(), note);
+            diff.changed.push(path);
+        }
+        for paths in [&mut diff.changed, &mut diff.missing, &mut diff.added] {
+            paths.sort();
+            paths.dedup();
+        }
+    }
+}
+
+/// What separates a link's path from its target in the sidecar.
+const LINK_ARROW: &str = " -> ";
+
+fn escape_meta(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '>' => out.push_str("\\>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape_meta(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next()? {
+                '\\' => out.push('\\'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                '>' => out.push('>'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Splits `PATH -> TARGET` (still escaped when `escaped`) at the first bare ` -> `: in an
+/// escaped line every `>` of a path is written `\>`, so the first unescaped one is the arrow.
+fn split_link(text: &str, escaped: bool) -> Option<(&str, &str)> {
+    if !escaped {
+        return text.split_once(LINK_ARROW);
+    }
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'\\' => at += 2,
+            b' ' if text[at..].starts_with(LINK_ARROW) => {
+                return Some((&text[..at], &text[at + LINK_ARROW.len()..]));
+            }
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// Writes the sidecar of a release being sealed: what `sha256sum` cannot carry about
+/// `manifest`'s files and every symlink (see [`Meta`]). Called from the build's manifest
+/// step, after the manifest and before the seal.
+pub(crate) fn write_meta(dir: &Utf8Path, exclude: &[String], manifest: &Manifest) -> Result<()> {
+    let meta = Meta::compute(dir, exclude, manifest)?;
+    crate::fs::atomic_write(&meta_path(dir), meta.render().as_bytes())
+}
+
+/// The sidecar of a release directory.
+pub(crate) fn meta_path(release_dir: &Utf8Path) -> Utf8PathBuf {
+    release_dir.join(META_DIR).join(MANIFEST_META_FILE)
+}
+
 /// Files that differ from the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Diff {
@@ -373,6 +652,10 @@ pub struct VerifyReport {
     /// Differences in files the app writes at run time (`manifest.runtime`): reported, never
     /// counted.
     pub runtime: Diff,
+    /// What more there is to say about a differing path: `mode 0755 -> 4755`, or the symlink
+    /// and its target (from `.relman/manifest.meta`; absent when nothing to say).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
     /// Files checked.
     pub files: usize,
     /// Bytes hashed.
@@ -392,7 +675,21 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     let release = crate::store::sealed_release(root, &id)?;
     let config = root.config()?;
     let manifest_path = release.dir.join(META_DIR).join(MANIFEST_FILE);
-    let text = std::fs::read_to_string(&manifest_path).at("failed to read", &manifest_path)?;
+    let text = read_meta_file(&release.dir, MANIFEST_FILE, MANIFEST_LIMIT)
+        .map_err(|why| {
+            why.into_error(
+                &manifest_path,
+                "relman reads a manifest only as the regular file its build wrote; build a new release",
+            )
+        })?
+        .ok_or_else(|| Error::Malformed {
+            path: manifest_path.clone(),
+            message: "it is missing: the release cannot be verified; build a new release".into(),
+        })?;
+    let text = String::from_utf8(text).map_err(|_| Error::Malformed {
+        path: manifest_path.clone(),
+        message: "it is not UTF-8: relman writes paths as UTF-8; build a new release".into(),
+    })?;
     let expected = Manifest::parse(&text, &manifest_path)?;
     let seal = release.seal.as_ref();
     let exclude = seal
@@ -411,7 +708,27 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
         })?,
     };
     let actual = compute(&release.dir, exclude)?;
-    let (diff, runtime) = expected.diff(&actual).partition(&runtime);
+    let mut diff = expected.diff(&actual);
+    let mut details = BTreeMap::new();
+    // A release sealed before the sidecar existed is verified on contents alone.
+    let meta_path = meta_path(&release.dir);
+    let sidecar =
+        read_meta_file(&release.dir, MANIFEST_META_FILE, MANIFEST_LIMIT).map_err(|why| {
+            why.into_error(
+                &meta_path,
+                "relman reads it only as the regular file its build wrote; build a new release",
+            )
+        })?;
+    if let Some(bytes) = sidecar {
+        let text = String::from_utf8(bytes).map_err(|_| Error::Malformed {
+            path: meta_path.clone(),
+            message: "it is not UTF-8: relman writes paths as UTF-8; build a new release".into(),
+        })?;
+        let expected_meta = Meta::parse(&text, &meta_path)?;
+        let actual_meta = Meta::compute(&release.dir, exclude, &actual)?;
+        expected_meta.diff_into(&actual_meta, &mut diff, &mut details);
+    }
+    let (diff, runtime) = diff.partition(&runtime);
     Ok(VerifyReport {
         id,
         ok: diff.is_clean(),
@@ -419,6 +736,7 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
         bytes: actual.bytes,
         diff,
         runtime,
+        details,
     })
 }
 
@@ -455,6 +773,88 @@ mod tests {
             Manifest::parse(&text, Utf8Path::new("m")).unwrap().files,
             manifest.files
         );
+    }
+
+    #[test]
+    fn meta_round_trips_odd_names_and_links() {
+        let meta = Meta {
+            modes: [
+                ("a/x.txt".into(), 0o644),
+                ("bin/run".into(), 0o4755),
+                ("odd\\name\n".into(), 0o1777),
+                ("has -> arrow".into(), 0o600),
+            ]
+            .into(),
+            links: [
+                ("main.js".into(), "server.js".into()),
+                ("uploads".into(), "../../shared/uploads".into()),
+                ("a -> b".into(), "c -> d".into()),
+                ("plain".into(), "target -> with arrow".into()),
+                ("x>y".into(), "back\\slash>".into()),
+            ]
+            .into(),
+        };
+        let text = meta.render();
+        assert!(text.contains("4755  bin/run\n"), "{text}");
+        assert!(text.contains("0644  a/x.txt\n"), "{text}");
+        assert!(text.contains("link  main.js -> server.js\n"), "{text}");
+        assert!(
+            text.contains("link  plain -> target -> with arrow\n"),
+            "{text}"
+        );
+        assert!(text.contains("\\link  a -\\> b -> c -\\> d\n"), "{text}");
+        assert_eq!(text.lines().count(), 9, "one line per entry: {text}");
+        assert_eq!(Meta::parse(&text, Utf8Path::new("m")).unwrap(), meta);
+        for bad in [
+            "644  a\n",
+            "0999  a\n",
+            "0644  ../a\n",
+            "link  a\n",
+            "link  /abs -> x\n",
+            "\\0644  a\\q\n",
+            "0644 a\n",
+        ] {
+            assert!(Meta::parse(bad, Utf8Path::new("m")).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn meta_diff_notes_modes_and_links_and_merges_a_type_change() {
+        let expected = Meta {
+            modes: [("a".into(), 0o644), ("b".into(), 0o755)].into(),
+            links: [
+                ("l".into(), "a".into()),
+                ("m".into(), "b".into()),
+                ("n".into(), "a".into()),
+            ]
+            .into(),
+        };
+        let actual = Meta {
+            // `b` is gone (the manifest says so), `n` is a file now.
+            modes: [("a".into(), 0o4644), ("n".into(), 0o644)].into(),
+            links: [
+                ("l".into(), "/etc".into()),
+                ("new".into(), "/etc/shadow".into()),
+            ]
+            .into(),
+        };
+        // What the manifest's own diff says: `b` missing, `n` added.
+        let mut diff = Diff {
+            changed: vec![],
+            missing: vec!["b".into()],
+            added: vec!["n".into()],
+        };
+        let mut details = BTreeMap::new();
+        expected.diff_into(&actual, &mut diff, &mut details);
+        assert_eq!(diff.changed, ["a", "l", "n"]);
+        assert_eq!(diff.missing, ["b", "m"]);
+        assert_eq!(diff.added, ["new"]);
+        assert_eq!(details["a"], "mode 0644 -> 4644");
+        assert_eq!(details["l"], "symlink -> a, now -> /etc");
+        assert_eq!(details["m"], "symlink -> b");
+        assert_eq!(details["n"], "symlink -> a, now a regular file");
+        assert_eq!(details["new"], "symlink -> /etc/shadow");
+        assert!(!details.contains_key("b"));
     }
 
     #[test]
@@ -630,6 +1030,26 @@ mod tests {
         assert_eq!(
             json["runtime"]["added"][0],
             ".next/server/route-cache/APP_PAGE/x/$/index.html"
+        );
+
+        // A mode changed on a file the app writes at run time is set apart as well.
+        let built = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(release.join(".next/server/app/index.html"))
+                .unwrap()
+                .permissions(),
+        ) & 0o7777;
+        assert_ne!(built, 0o666);
+        std::fs::set_permissions(
+            release.join(".next/server/app/index.html"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .unwrap();
+        let report = verify_r1(&root);
+        assert!(report.ok, "{report:?}");
+        assert_eq!(report.runtime.changed, [".next/server/app/index.html"]);
+        assert_eq!(
+            report.details[".next/server/app/index.html"],
+            format!("mode {built:04o} -> 0666")
         );
 
         std::fs::write(release.join(".next/server/chunks/123.js"), "tampered").unwrap();

@@ -13,6 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fs::own_files::{Unreadable, read_own_file};
 use crate::id::ReleaseId;
 
 /// Where a release's files came from.
@@ -120,25 +121,52 @@ impl ClaimState {
 pub(crate) const META_DIR: &str = ".relman";
 pub(crate) const SEAL_FILE: &str = "release.json";
 pub(crate) const MANIFEST_FILE: &str = "manifest.sha256";
+pub(crate) const MANIFEST_META_FILE: &str = "manifest.meta";
 pub(crate) const LOG_FILE: &str = "build.log";
 pub(crate) const LOCK_FILE: &str = "build.lock";
 pub(crate) const CLAIM_FILE: &str = "build.json";
 
-/// Reads a seal; anything unreadable, truncated or inconsistent is `None` (the release then
-/// reads as failed, never as sealed).
+/// The most relman reads of a release's manifest (a few million files).
+pub(crate) const MANIFEST_LIMIT: u64 = 512 * 1024 * 1024;
+/// The most relman reads of a release's seal or claim: it writes a few hundred bytes.
+pub(crate) const RECORD_LIMIT: u64 = 1024 * 1024;
+
+/// Reads `releases/ID/.relman/NAME`, one of relman's own files in a release, if it exists.
+///
+/// Anyone who can write into a release could make it a symlink (relman, often root, would
+/// show its target), a FIFO (relman would hang) or a link to `/dev/zero`: it is read only as
+/// a regular file, never through a symlink (neither itself nor `.relman`), at most `limit`
+/// bytes.
+pub(crate) fn read_meta_file(
+    release_dir: &Utf8Path,
+    name: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, Unreadable> {
+    let meta = release_dir.join(META_DIR);
+    match std::fs::symlink_metadata(&meta) {
+        Ok(kind) if kind.is_dir() => {}
+        Ok(_) => return Err(Unreadable::Redirected),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Unreadable::Io(err)),
+    }
+    read_own_file(&meta.join(name), limit)
+}
+
+/// Reads a seal; anything unreadable, truncated, inconsistent or not a regular file is
+/// `None` (the release then reads as failed, never as sealed).
 pub(crate) fn read_seal(release_dir: &Utf8Path, id: &ReleaseId) -> Option<Seal> {
-    let text = std::fs::read(release_dir.join(META_DIR).join(SEAL_FILE)).ok()?;
+    let text = read_meta_file(release_dir, SEAL_FILE, RECORD_LIMIT).ok()??;
     let seal: Seal = serde_json::from_slice(&text).ok()?;
     (seal.id == *id).then_some(seal)
 }
 
 /// Reads the claim of release `id`. Anything at its path that is not a readable legacy claim of
-/// this ID counts as held, so that doubt never makes a release sealed.
+/// this ID counts as held, so that doubt never makes a release sealed. It is read like every
+/// file of relman's own in a release: a regular file only, never through a symlink, bounded.
 pub(crate) fn read_claim(release_dir: &Utf8Path, id: &ReleaseId) -> ClaimState {
-    let path = release_dir.join(META_DIR).join(CLAIM_FILE);
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return ClaimState::Gone,
+    let text = match read_meta_file(release_dir, CLAIM_FILE, RECORD_LIMIT) {
+        Ok(Some(text)) => text,
+        Ok(None) => return ClaimState::Gone,
         Err(_) => return ClaimState::Held(None),
     };
     match serde_json::from_slice::<Claim>(&text) {

@@ -94,9 +94,10 @@ impl DeployRoot {
         Config::load(&self.path)
     }
 
-    /// Takes the root lock for a mutating command, describing this process as `purpose`.
+    /// Takes the root lock (a kernel lock on the root directory itself) for a mutating
+    /// command, describing this process as `purpose` in `.relman/lock`.
     ///
-    /// Waits up to `RELMAN_LOCK_WAIT_SECS` (default 300) for another relman to finish, calling
+    /// Waits up to `RELMAN_LOCK_WAIT_SECS` (default 300) for the holder to finish, calling
     /// `on_wait` once with the holder's description before it blocks.
     pub fn lock(&self, purpose: &str, on_wait: &mut dyn FnMut(&str)) -> Result<RootLock> {
         self.lock_or_cancel(purpose, &AtomicBool::new(false), on_wait)
@@ -123,7 +124,14 @@ impl DeployRoot {
             std::process::id(),
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        lock_root(&state.join("lock"), &holder, wait, cancel, on_wait)
+        lock_root(
+            &self.path,
+            &state.join("lock"),
+            &holder,
+            wait,
+            cancel,
+            on_wait,
+        )
     }
 
     /// The release `current` points to, or `None` before the first activation.

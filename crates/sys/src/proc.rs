@@ -353,13 +353,21 @@ mod tests {
         assert!(holds_port(me, port).unwrap());
         drop(listener);
         // The port itself may be taken again at once by a test running beside this one; the
-        // socket that was dropped must be gone.
-        assert!(
-            listeners(port)
-                .unwrap()
-                .iter()
-                .all(|s| !inodes.contains(&s.inode))
-        );
+        // socket that was dropped must be gone. Not at once, though: a test beside this one
+        // that spawns a process forks a copy of every descriptor, this listener included,
+        // which lives until that child's `exec` closes it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while listeners(port)
+            .unwrap()
+            .iter()
+            .any(|s| inodes.contains(&s.inode))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dropped listener stayed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
 
         // A connected socket on the port counts too: what a cluster worker holds.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

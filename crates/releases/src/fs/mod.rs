@@ -8,6 +8,7 @@
 
 pub(crate) mod copy;
 pub(crate) mod lock;
+pub(crate) mod own_files;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -82,23 +83,10 @@ pub(crate) fn open_append(path: &Utf8Path) -> Result<File> {
 }
 
 /// Appends one whole line with a single `write` and fsyncs, so a crash leaves at most a torn
-/// last line, which readers ignore.
+/// last line, which readers ignore; a torn last line already there is cut off first (see
+/// [`own_files::append_whole_line`]). The file is never followed through a symlink.
 pub(crate) fn append_line(path: &Utf8Path, line: &str) -> Result<()> {
-    let mut record = String::with_capacity(line.len() + 1);
-    record.push_str(line);
-    record.push('\n');
-    let mut file = open_append(path)?;
-    let written = file
-        .write(record.as_bytes())
-        .at("failed to append to", path)?;
-    if written != record.len() {
-        return Err(crate::Error::io(
-            "short write to",
-            path,
-            io::Error::new(io::ErrorKind::WriteZero, "the line was not written whole"),
-        ));
-    }
-    file.sync_all().at("failed to fsync", path)
+    own_files::append_whole_line(path, line)
 }
 
 /// Makes a relative symlink `link -> target`; `link` must not exist.
@@ -198,6 +186,11 @@ pub(crate) fn random_u32() -> u32 {
 /// Converts a std path into a UTF-8 path, or says which path is not UTF-8.
 pub(crate) fn utf8(path: std::path::PathBuf) -> Result<Utf8PathBuf> {
     Utf8PathBuf::from_path_buf(path).map_err(|p| crate::Error::NonUtf8Path(p.display().to_string()))
+}
+
+/// An `open(2)` flag for `OpenOptionsExt::custom_flags`, from rustix's constants.
+pub(crate) fn flag(flag: rustix::fs::OFlags) -> i32 {
+    i32::try_from(flag.bits()).expect("open flags fit an i32")
 }
 
 #[cfg(test)]
