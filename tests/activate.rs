@@ -683,3 +683,80 @@ fn every_failpoint_leaves_a_state_relman_reads_and_recovers_from() {
     all.sort_unstable();
     assert_eq!(exercised, all, "every failpoint is exercised");
 }
+
+/// Issue 7, defect 2: the exit code and the history never lie about what is live.
+#[test]
+fn a_history_that_cannot_be_written_stops_the_activation_before_the_flip() {
+    let (root, _app) = root_with_app(&["a", "b"]);
+    root.build("a");
+    root.build("b");
+    assert_eq!(code(&root.relman(&["activate", "a"])), 0);
+    let history = root.path.join(".relman/history.jsonl");
+    let kept = root.path.join("history.kept");
+    std::fs::rename(&history, &kept).unwrap();
+    // Not a file relman can append to (as root, a read-only file would still be writable).
+    std::fs::create_dir(&history).unwrap();
+    let out = root.relman(&["activate", "b"]);
+    expect_exit(&out, 1, "history.jsonl");
+    assert_eq!(
+        root.current().as_deref(),
+        Some("releases/a"),
+        "nothing changed"
+    );
+    std::fs::remove_dir(&history).unwrap();
+    std::fs::rename(&kept, &history).unwrap();
+    assert_eq!(root.history().len(), 1);
+}
+
+#[test]
+fn a_history_lost_after_the_flip_is_exit_4_saying_what_is_live() {
+    if !node_here() {
+        return;
+    }
+    let (root, app) = root_with_app(&["a", "b"]);
+    root.build("a");
+    root.build("b");
+    assert_eq!(code(&root.relman(&["activate", "a"])), 0);
+    // The preflight runs after the history was checked and before the flip: this one takes
+    // the history away (a disk that fails meanwhile), then serves.
+    let history = root.path.join(".relman/history.jsonl");
+    let preflight = format!(
+        "[preflight]\ncommand = \"mv {h} {h}.gone && mkdir {h} && exec node -e \\\"require('http').createServer((q, r) => r.end('release=b')).listen(Number(process.env.PORT), '127.0.0.1')\\\"\"\nurl = \"http://127.0.0.1:{{port}}/\"\n",
+        h = history.display()
+    );
+    std::fs::write(
+        root.path.join("relman.toml"),
+        format!(
+            "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n\n{}\n{preflight}",
+            app.config()
+        ),
+    )
+    .unwrap();
+    let out = root.relman(&["activate", "b", "--json"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["result"], "ok", "{report}");
+    assert_eq!(report["live"], "b", "{report}");
+    assert!(report["history_error"].is_string(), "{report}");
+    let error = stderr(&out);
+    assert!(
+        error.contains("b is live (was a)") && error.contains("history entry could not be written"),
+        "{error}"
+    );
+    assert_eq!(root.current().as_deref(), Some("releases/b"));
+}
+
+fn node_here() -> bool {
+    let found = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "node is required in CI"
+        );
+        eprintln!("\n!!!!!!!! SKIPPED: node not found !!!!!!!!\n");
+    }
+    found
+}

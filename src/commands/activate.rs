@@ -68,7 +68,7 @@ fn summary(report: &ActivateReport) -> String {
         .reason()
         .and_then(|r| r.lines().next())
         .unwrap_or("no reason recorded");
-    match &report.outcome {
+    let summary = match &report.outcome {
         Outcome::Live => format!("{} is live (was {from}) after {total} ms", report.to),
         Outcome::Rejected { .. } => format!(
             "{} was rejected before going live, {from} is still live: {reason}",
@@ -82,5 +82,11 @@ fn summary(report: &ActivateReport) -> String {
             "{} failed and relman could not get back to a healthy state; `current` points to {live}: {reason}",
             report.to
         ),
+    };
+    match &report.history_error {
+        Some(err) => format!(
+            "{summary}; but its history entry could not be written ({err}): `relman history` and the rollback target miss it, free the disk or fix `.relman/history.jsonl`, then check `relman status`"
+        ),
+        None => summary,
     }
 }

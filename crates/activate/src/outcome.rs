@@ -70,6 +70,8 @@ pub struct ActivateReport {
     /// Things the operator should know that did not fail it (a route that already fails on
     /// the live release, a listen that cannot be seen).
     pub warnings: Vec<String>,
+    /// Why the history entries could not be appended, if they could not.
+    pub history_error: Option<String>,
 }
 
 impl ActivateReport {
@@ -116,12 +118,14 @@ impl ActivateReport {
     }
 
     /// The contract's exit code: 0 live and proven, 3 refused or rolled back to a healthy
-    /// release, 4 stuck.
+    /// release, 4 stuck. A history that could not record a change of what is live is 4 too:
+    /// the record `rollback` relies on is then wrong, and a person must look.
     pub fn exit_code(&self) -> u8 {
-        match self.outcome {
-            Outcome::Live => 0,
-            Outcome::Rejected { .. } | Outcome::RolledBack { .. } => 3,
-            Outcome::Stuck { .. } => 4,
+        match (&self.outcome, &self.history_error) {
+            (Outcome::Stuck { .. }, _) => 4,
+            (Outcome::Live | Outcome::RolledBack { .. }, Some(_)) => 4,
+            (Outcome::Live, None) => 0,
+            (Outcome::Rejected { .. } | Outcome::RolledBack { .. }, _) => 3,
         }
     }
 }
@@ -142,6 +146,7 @@ impl Serialize for ActivateReport {
             durations_ms: &'a BTreeMap<String, u64>,
             workers: &'a [WorkerReport],
             warnings: &'a [String],
+            history_error: Option<&'a str>,
         }
         Document {
             action: self.action,
@@ -155,6 +160,7 @@ impl Serialize for ActivateReport {
             durations_ms: &self.durations_ms,
             workers: &self.workers,
             warnings: &self.warnings,
+            history_error: self.history_error.as_deref(),
         }
         .serialize(serializer)
     }
@@ -173,6 +179,7 @@ mod tests {
             durations_ms: BTreeMap::new(),
             workers: Vec::new(),
             warnings: Vec::new(),
+            history_error: None,
         }
     }
 
@@ -224,5 +231,16 @@ mod tests {
             assert_eq!(json["healthy"], healthy);
             assert_eq!(json["result"], serde_json::to_value(result).unwrap());
         }
+    }
+
+    #[test]
+    fn a_history_that_failed_after_the_flip_is_exit_4() {
+        let mut live = report(Outcome::Live);
+        live.history_error = Some("disk full".into());
+        assert_eq!(live.exit_code(), 4);
+        // Nothing changed on a rejection: the missing entry does not change what exit 3 says.
+        let mut rejected = report(Outcome::Rejected { reason: "r".into() });
+        rejected.history_error = Some("disk full".into());
+        assert_eq!(rejected.exit_code(), 3);
     }
 }

@@ -90,9 +90,10 @@ pub fn activate(
     let _lock =
         root.lock_or_cancel(&label, cancel, &mut |holder| events(Event::Waiting(holder)))?;
     failpoint::hit("activate-after-lock");
-    // The entry is appended at the very end: a history that cannot take it stops the
-    // activation now, before anything changed, not after the release went live.
-    history::check(root)?;
+    // The entry is appended at the very end: a history that cannot take it (not a regular
+    // file, not writable, no space) stops the activation now, before anything changed, not
+    // after the release went live.
+    history::reserve(root)?;
 
     let to = match goal {
         Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),
@@ -172,6 +173,7 @@ pub fn activate(
             durations_ms: durations,
             workers: run.workers,
             warnings: run.warnings,
+            history_error: None,
         }
     };
 
@@ -180,9 +182,7 @@ pub fn activate(
         let preflight = run.step("preflight", |run| run.preflight(&to, &dir, cancel));
         interrupted()?;
         if let Err(reason) = preflight {
-            let report = end(run, Outcome::Rejected { reason });
-            record(root, &report)?;
-            return Ok(report);
+            return Ok(recorded(root, end(run, Outcome::Rejected { reason })));
         }
     }
 
@@ -210,9 +210,7 @@ pub fn activate(
 
     failpoint::hit("activate-after-roll");
     let Some(why) = failure else {
-        let report = end(run, Outcome::Live);
-        record(root, &report)?;
-        return Ok(report);
+        return Ok(recorded(root, end(run, Outcome::Live)));
     };
 
     let Some(previous) = from.clone().filter(|p| *p != to) else {
@@ -226,8 +224,7 @@ pub fn activate(
                 live: to.clone(),
             },
         );
-        record(root, &report)?;
-        return Ok(report);
+        return Ok(recorded(root, report));
     };
     run.say(format!("{why}; rolling back to {previous}"));
     let back = run.step("rollback", |run| {
@@ -245,9 +242,18 @@ pub fn activate(
             live: previous,
         },
     };
-    let report = end(run, outcome);
-    record(root, &report)?;
-    Ok(report)
+    Ok(recorded(root, end(run, outcome)))
+}
+
+/// Appends the report's history entries; a failure to do so is carried by the report (the
+/// space was reserved before anything changed, so this is the rare case of a disk that failed
+/// meanwhile): past the flip it makes the exit code 4, since the record of what is live is
+/// now wrong, and the message says what is live.
+fn recorded(root: &DeployRoot, mut report: ActivateReport) -> ActivateReport {
+    if let Err(err) = record(root, &report) {
+        report.history_error = Some(err.to_string());
+    }
+    report
 }
 
 /// The way back after a failure past the flip: `current` back to `previous`, the workers that

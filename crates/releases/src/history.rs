@@ -78,6 +78,22 @@ pub fn check(root: &DeployRoot) -> Result<()> {
         .map_err(|why| why.into_error(&path, UNREADABLE_HINT))
 }
 
+/// Makes sure the entries of an activation can be appended before it changes anything: the
+/// history is a regular file relman can open for appending, and the disk space for the entries
+/// is reserved (a full disk is found now, not after the release went live).
+pub fn reserve(root: &DeployRoot) -> Result<()> {
+    check(root)?;
+    let dir = root.state_dir();
+    if !dir.is_dir() {
+        crate::fs::create_dir_all(&dir)?;
+    }
+    crate::fs::own_files::reserve_append(&root.history_path(), RESERVED_BYTES)
+}
+
+/// What [`reserve`] sets aside: an activation appends two entries, each at most a few KiB
+/// (a reason quotes at most 40 lines of a preflight's output).
+const RESERVED_BYTES: u64 = 256 * 1024;
+
 /// The most relman reads of `history.jsonl`: about 250 000 entries.
 pub const HISTORY_LIMIT: u64 = 64 * 1024 * 1024;
 

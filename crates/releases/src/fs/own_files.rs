@@ -195,6 +195,26 @@ fn file_kind(kind: &fs::FileType) -> &'static str {
 /// truncated (and the truncation fsynced) first. Callers hold the root lock: nobody else is
 /// appending. The file must be a regular file: it is never followed through a symlink, since
 /// the repair truncates.
+/// Opens `path` for appending (created if missing, as relman's own file: never through a
+/// symlink) and reserves `bytes` of disk beyond its end without changing its size
+/// (`fallocate(FALLOC_FL_KEEP_SIZE)`), so that appends of up to that much that follow cannot
+/// fail for space. A filesystem without `fallocate` gets the open alone.
+pub(crate) fn reserve_append(path: &Utf8Path, bytes: u64) -> Result<()> {
+    let file = open_own_file(path, OpenOptions::new().append(true).create(true))?;
+    let len = file.metadata().at("failed to inspect", path)?.len();
+    match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::KEEP_SIZE, len, bytes) {
+        Ok(()) => Ok(()),
+        Err(err) if err == rustix::io::Errno::OPNOTSUPP || err == rustix::io::Errno::NOSYS => {
+            Ok(())
+        }
+        Err(err) => Err(crate::Error::io(
+            "failed to reserve space to append to",
+            path,
+            std::io::Error::from(err),
+        )),
+    }
+}
+
 pub(crate) fn append_whole_line(path: &Utf8Path, line: &str) -> Result<()> {
     /// The longest torn line cut off: far more than any line relman writes.
     const MAX_TORN_LINE: u64 = 1024 * 1024;
