@@ -72,25 +72,10 @@ pub fn read(root: &DeployRoot) -> Result<Vec<HistoryEntry>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(Error::io("failed to read", path, err)),
     };
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut entries = Vec::with_capacity(lines.len());
-    for (index, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(entry) => entries.push(entry),
-            Err(_) if index + 1 == lines.len() && !complete => break,
-            Err(err) => {
-                return Err(Error::Malformed {
-                    path,
-                    message: format!("line {}: {err}; fix or delete that line", index + 1),
-                });
-            }
-        }
-    }
-    Ok(entries)
+    parse_history(&text).map_err(|err| match err {
+        Error::Malformed { message, .. } => Error::Malformed { path, message },
+        other => other,
+    })
 }
 
 /// The releases that went live and proved themselves, oldest first, as the history tells it.
@@ -205,6 +190,34 @@ pub fn exclusions(entries: &[HistoryEntry]) -> BTreeMap<ReleaseId, Exclusion> {
     }
     excluded
 }
+
+/// Parses the text of `history.jsonl`, oldest first: what [`read`] does once the file is
+/// read. A torn last line (no newline after it, and not JSON) is ignored; a bad line anywhere
+/// else is an error naming its line number (the path in it is `history.jsonl` alone).
+pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>> {
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(_) if index + 1 == lines.len() && !complete => break,
+            Err(err) => {
+                return Err(Error::Malformed {
+                    path: HISTORY_FILE_NAME.into(),
+                    message: format!("line {}: {err}; fix or delete that line", index + 1),
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The name [`parse_history`] gives in its errors, which know no deploy root.
+const HISTORY_FILE_NAME: &str = "history.jsonl";
 
 #[cfg(test)]
 mod tests {
