@@ -206,9 +206,19 @@ pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>> {
             Ok(entry) => entries.push(entry),
             Err(_) if index + 1 == lines.len() && !complete => break,
             Err(err) => {
+                // serde_json quotes the bad value as it is: a `\n` in it would split the
+                // one-line error.
+                let mut why = String::new();
+                for c in err.to_string().chars() {
+                    if c.is_control() {
+                        why.extend(c.escape_debug());
+                    } else {
+                        why.push(c);
+                    }
+                }
                 return Err(Error::Malformed {
                     path: HISTORY_FILE_NAME.into(),
-                    message: format!("line {}: {err}; fix or delete that line", index + 1),
+                    message: format!("line {}: {why}; fix or delete that line", index + 1),
                 });
             }
         }
@@ -373,5 +383,14 @@ mod tests {
             entry(Action::Rollback, Some("a"), "b", Outcome::Ok),
         ];
         assert_eq!(excluded(&entries), [("rolled-back-from", "a".into())]);
+    }
+
+    #[test]
+    fn fuzz_history_a_bad_value_with_a_newline_is_still_a_one_line_error() {
+        // Found by `fuzz/fuzz_targets/history.rs`: the unknown variant was quoted raw.
+        let err = parse_history("{\"action\":\"\\n\"}\n").unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message:?}");
+        assert!(message.contains("line 1: unknown variant `\\n`"), "{message}");
     }
 }
