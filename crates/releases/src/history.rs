@@ -391,6 +391,9 @@ mod tests {
         let err = parse_history("{\"action\":\"\\n\"}\n").unwrap_err();
         let message = err.to_string();
         assert!(!message.contains('\n'), "{message:?}");
-        assert!(message.contains("line 1: unknown variant `\\n`"), "{message}");
+        assert!(
+            message.contains("line 1: unknown variant `\\n`"),
+            "{message}"
+        );
     }
 }
