@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(entries) => entries,
         Err(err) => {
             let message = err.to_string();
-            assert!(!message.contains('\n'), "multi-line history error: {message:?}");
+            assert!(
+                !message.contains('\n'),
+                "multi-line history error: {message:?}"
+            );
             return;
         }
     };

@@ -9,6 +9,9 @@ fuzz_target!(|data: &[u8]| {
     if let Err(err) = relman_activate::pm2::parse_jlist(&text) {
         // The error quotes what PM2 printed; it must still be one line (SPEC: invariant 6).
         let message = err.to_string();
-        assert!(!message.contains('\n'), "multi-line jlist error: {message:?}");
+        assert!(
+            !message.contains('\n'),
+            "multi-line jlist error: {message:?}"
+        );
     }
 });

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     };
     match ReleaseId::parse(raw) {
         Ok(id) => {
-            assert!(PATTERN.is_match(raw), "accepted an ID outside the pattern: {raw:?}");
+            assert!(
+                PATTERN.is_match(raw),
+                "accepted an ID outside the pattern: {raw:?}"
+            );
             assert_eq!(id.as_str(), raw);
             // The same rule holds for IDs read from JSON (history, seals).
             let json = serde_json::to_string(&id).unwrap();
@@ -23,8 +26,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(back, id);
         }
         Err(err) => {
-            assert!(!PATTERN.is_match(raw), "refused an ID inside the pattern: {raw:?}");
-            assert!(err.is_usage(), "a bad ID must be a usage error (exit 2): {raw:?}");
+            assert!(
+                !PATTERN.is_match(raw),
+                "refused an ID inside the pattern: {raw:?}"
+            );
+            assert!(
+                err.is_usage(),
+                "a bad ID must be a usage error (exit 2): {raw:?}"
+            );
         }
     }
 });
