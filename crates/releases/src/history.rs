@@ -116,25 +116,10 @@ pub fn read(root: &DeployRoot) -> Result<Vec<HistoryEntry>> {
             err.utf8_error().valid_up_to()
         ),
     })?;
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut entries = Vec::with_capacity(lines.len());
-    for (index, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(entry) => entries.push(entry),
-            Err(_) if index + 1 == lines.len() && !complete => break,
-            Err(err) => {
-                return Err(Error::Malformed {
-                    path,
-                    message: format!("line {}: {err}; fix or delete that line", index + 1),
-                });
-            }
-        }
-    }
-    Ok(entries)
+    parse_history(&text).map_err(|err| match err {
+        Error::Malformed { message, .. } => Error::Malformed { path, message },
+        other => other,
+    })
 }
 
 /// The releases that went live and proved themselves, oldest first, as the history tells it.
@@ -249,6 +234,44 @@ pub fn exclusions(entries: &[HistoryEntry]) -> BTreeMap<ReleaseId, Exclusion> {
     }
     excluded
 }
+
+/// Parses the text of `history.jsonl`, oldest first: what [`read`] does once the file is
+/// read. A torn last line (no newline after it, and not JSON) is ignored; a bad line anywhere
+/// else is an error naming its line number (the path in it is `history.jsonl` alone).
+pub fn parse_history(text: &str) -> Result<Vec<HistoryEntry>> {
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(entry) => entries.push(entry),
+            Err(_) if index + 1 == lines.len() && !complete => break,
+            Err(err) => {
+                // serde_json quotes the bad value as it is: a `\n` in it would split the
+                // one-line error.
+                let mut why = String::new();
+                for c in err.to_string().chars() {
+                    if c.is_control() {
+                        why.extend(c.escape_debug());
+                    } else {
+                        why.push(c);
+                    }
+                }
+                return Err(Error::Malformed {
+                    path: HISTORY_FILE_NAME.into(),
+                    message: format!("line {}: {why}; fix or delete that line", index + 1),
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The name [`parse_history`] gives in its errors, which know no deploy root.
+const HISTORY_FILE_NAME: &str = "history.jsonl";
 
 #[cfg(test)]
 mod tests {
@@ -437,5 +460,17 @@ mod tests {
             entry(Action::Rollback, Some("a"), "b", Outcome::Ok),
         ];
         assert_eq!(excluded(&entries), [("rolled-back-from", "a".into())]);
+    }
+
+    #[test]
+    fn fuzz_history_a_bad_value_with_a_newline_is_still_a_one_line_error() {
+        // Found by `fuzz/fuzz_targets/history.rs`: the unknown variant was quoted raw.
+        let err = parse_history("{\"action\":\"\\n\"}\n").unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "{message:?}");
+        assert!(
+            message.contains("line 1: unknown variant `\\n`"),
+            "{message}"
+        );
     }
 }

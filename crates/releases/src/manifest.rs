@@ -240,7 +240,9 @@ impl Manifest {
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
+    // `from_str_radix` alone would take a `+` sign in a pair (`+f`), which `sha256sum -c`
+    // refuses.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -879,6 +881,16 @@ mod tests {
         let line = format!("{}  ../etc/passwd\n", "0".repeat(64));
         assert!(Manifest::parse(&line, Utf8Path::new("m")).is_err());
         assert!(Manifest::parse("zz  a\n", Utf8Path::new("m")).is_err());
+    }
+
+    #[test]
+    fn fuzz_manifest_a_digest_with_a_plus_sign_is_refused() {
+        // Found by `fuzz/fuzz_targets/manifest.rs`: `+c` parsed as the byte 0x0c.
+        let digest = "5891b5b522d5df086d0ff0b110fbd9d21bb4+c7163af34268a0d82e846f6be03";
+        let err = Manifest::parse(&format!("{digest}  a\n"), Utf8Path::new("m")).unwrap_err();
+        assert!(err.to_string().contains("bad SHA-256"), "{err}");
+        let upper = "5891B5B522D5DF086D0FF0B110FBD9D21BB4FC7163AF34D08286A2E846F6BE03";
+        assert!(Manifest::parse(&format!("{upper}  a\n"), Utf8Path::new("m")).is_ok());
     }
 
     fn runtime(entries: &[&str]) -> RuntimeFiles {
