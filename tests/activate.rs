@@ -710,28 +710,47 @@ fn a_history_that_cannot_be_written_stops_the_activation_before_the_flip() {
 
 #[test]
 fn a_history_lost_after_the_flip_is_exit_4_saying_what_is_live() {
-    if !node_here() {
-        return;
-    }
-    let (root, app) = root_with_app(&["a", "b"]);
+    let root = Root::new("");
     root.build("a");
     root.build("b");
-    assert_eq!(code(&root.relman(&["activate", "a"])), 0);
-    // The preflight runs after the history was checked and before the flip: this one takes
-    // the history away (a disk that fails meanwhile), then serves.
+    // The app: answers the probe for whatever `current` names, and, the first time it sees
+    // `b` live (after the flip, when the history's space was already reserved), takes the
+    // history away, as a disk failing at the worst moment would.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let current = root.path.join("current");
     let history = root.path.join(".relman/history.jsonl");
-    let preflight = format!(
-        "[preflight]\ncommand = \"mv {h} {h}.gone && mkdir {h} && exec node -e \\\"require('http').createServer((q, r) => r.end('release=b')).listen(Number(process.env.PORT), '127.0.0.1')\\\"\"\nurl = \"http://127.0.0.1:{{port}}/\"\n",
-        h = history.display()
-    );
+    std::thread::spawn(move || {
+        let mut sabotaged = false;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut buffer = [0u8; 1024];
+            let _ = stream.read(&mut buffer);
+            let release = std::fs::read_link(&current)
+                .ok()
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            if release == "b" && !sabotaged {
+                sabotaged = true;
+                let _ = std::fs::rename(&history, history.with_extension("gone"));
+                let _ = std::fs::create_dir(&history);
+            }
+            let body = format!("release={release}");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
     std::fs::write(
         root.path.join("relman.toml"),
         format!(
-            "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n\n{}\n{preflight}",
-            app.config()
+            "[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n\n[verify]\nurl = \"http://127.0.0.1:{port}/health\"\nbody_contains = \"release={{release}}\"\nattempts = 3\ninterval_ms = 50\ntimeout_ms = 500\n"
         ),
     )
     .unwrap();
+    assert_eq!(code(&root.relman(&["activate", "a"])), 0);
     let out = root.relman(&["activate", "b", "--json"]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -744,19 +763,4 @@ fn a_history_lost_after_the_flip_is_exit_4_saying_what_is_live() {
         "{error}"
     );
     assert_eq!(root.current().as_deref(), Some("releases/b"));
-}
-
-fn node_here() -> bool {
-    let found = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "node is required in CI"
-        );
-        eprintln!("\n!!!!!!!! SKIPPED: node not found !!!!!!!!\n");
-    }
-    found
 }

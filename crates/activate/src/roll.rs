@@ -90,10 +90,10 @@ pub fn activate(
     let _lock =
         root.lock_or_cancel(&label, cancel, &mut |holder| events(Event::Waiting(holder)))?;
     failpoint::hit("activate-after-lock");
-    // The entry is appended at the very end: a history that cannot take it (not a regular
-    // file, not writable, no space) stops the activation now, before anything changed, not
-    // after the release went live.
-    history::reserve(root)?;
+    // The entry is appended at the very end: a history relman will not read stops the
+    // activation now, before anything changed, not after the release went live (its space is
+    // reserved just before the flip, once everything else passed).
+    history::check(root)?;
 
     let to = match goal {
         Goal::Activate(id) | Goal::Rollback(Some(id)) => id.clone(),
@@ -187,6 +187,8 @@ pub fn activate(
     }
 
     failpoint::hit("activate-after-preflight");
+    // Not writable, or no space for the entries: stop while nothing changed.
+    history::reserve(root)?;
     run.step("flip", |run| flip(run.root, &to))?;
     failpoint::hit("activate-after-flip");
 
