@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use crate::support;
 
 use relman_sys::process::Signal;
 use std::collections::BTreeSet;
@@ -3196,4 +3196,117 @@ fn verify_notices_a_mode_change_and_added_removed_or_retargeted_symlinks() {
     fs::remove_file(release.join(".relman/manifest.meta")).unwrap();
     chmod(&release.join("server.js"), 0o4644);
     sb.relman(&["verify", "r1"]).ok();
+}
+
+/// What a user reads, snapshotted (insta, inline): the help with its exit codes, a first
+/// `init`, a bad ID, a bad config key, `list`, a `verify` mismatch and a `prune --dry-run`.
+/// Temp paths, clock-made IDs, times, durations and sizes are filtered.
+#[test]
+fn what_the_operator_reads_is_stable() {
+    use crate::support::assert_run_snapshot;
+    let sb = Sandbox::new();
+    assert_run_snapshot!(sb, sb.relman(&["--help"]), @"
+    exit code: 0
+    --- stdout ---
+    Zero-downtime release management for Node.js apps served by PM2
+
+    Usage: relman [OPTIONS] <COMMAND>
+
+    Commands:
+      init      Create releases/, shared/, .relman/ and a commented relman.toml
+      build     Build a new release in a fresh directory and seal it
+      list      List every release, newest first
+      status    Show current, rollback target, PM2 instances and the last activation
+      activate  Make a sealed release live, proving it, rolling back on failure
+      rollback  Go back to the rollback target (or --to ID) the same way
+      prune     Delete old releases, never the live one or the rollback target
+      verify    Recompute a release's manifest and list what changed
+      probe     Run the HTTP health probe alone
+      doctor    Check this host for zero-downtime readiness
+      history   Show the activation history, newest first
+      help      Print this message or the help of the given subcommand(s)
+
+    Options:
+          --root <DIR>  The deploy root [default: $RELMAN_ROOT, else the working directory]
+          --json        Print one JSON document on stdout instead of text
+      -h, --help        Print help
+      -V, --version     Print version
+
+    Exit codes: 0 done; 1 failed, nothing live changed; 2 usage or config error, nothing changed;
+    3 the new release failed its checks and the previous one is live and healthy;
+    4 could not get back to a healthy state: a person must look (the message says what is live).
+
+    Guide: docs/guide.md
+    --- stderr ---
+    ");
+    assert_run_snapshot!(sb, sb.relman(&["init"]), @"
+    exit code: 0
+    --- stdout ---
+    [TMP]/root
+    --- stderr ---
+    created `[TMP]/root`
+    created `[TMP]/root/.relman`
+    created `[TMP]/root/releases`
+    created `[TMP]/root/shared`
+    created `[TMP]/root/relman.toml`
+    ");
+    sb.write_config(&fast_config(""));
+    assert_run_snapshot!(sb, sb.relman(&["activate", "../etc"]), @"
+    exit code: 2
+    --- stdout ---
+    --- stderr ---
+    error: invalid release ID `../etc`: use 1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit
+    ");
+    let src = sb.fixture_source("src");
+    for id in ["a", "b", "c"] {
+        build_ok(&sb, &src, id);
+    }
+    assert_run_snapshot!(sb, sb.relman(&["activate", "b", "--no-reload", "--no-probe"]), @"
+    exit code: 0
+    --- stdout ---
+    b
+    --- stderr ---
+    b is live (was nothing) after [N] ms
+    ");
+    assert_run_snapshot!(sb, sb.relman(&["list"]), @"
+    exit code: 0
+    --- stdout ---
+    ID  STATE     CREATED                   REVISION         SIZE
+    c   sealed    [TIME]  -            [SIZE]
+    b   sealed    [TIME]  -            [SIZE]  current
+    a   sealed    [TIME]  -            [SIZE]  rollback target
+    --- stderr ---
+    ");
+    write_file(&sb.release_dir("a").join("extra.txt"), "added\n");
+    assert_run_snapshot!(sb, sb.relman(&["verify", "a"]), @"
+    exit code: 1
+    --- stdout ---
+    added    extra.txt
+    --- stderr ---
+    error: release a does not match its manifest: 0 changed, 0 missing, 1 added; build a new release rather than editing one in place
+    ");
+    assert_run_snapshot!(sb, sb.relman(&["prune", "--keep", "1", "--dry-run"]), @"
+    exit code: 0
+    --- stdout ---
+    --- stderr ---
+    kept b (current)
+    kept a (rollback target)
+    would delete 0 releases, [SIZE] freed; 3 kept
+    ");
+    sb.write_config("[build]\ninstal = \"npm ci\"\n");
+    assert_run_snapshot!(sb, sb.relman(&["list"]), @"
+    exit code: 0
+    --- stdout ---
+    ID  STATE     CREATED                   REVISION         SIZE
+    c   sealed    [TIME]  -            [SIZE]
+    b   sealed    [TIME]  -            [SIZE]  current
+    a   sealed    [TIME]  -            [SIZE]  rollback target
+    --- stderr ---
+    ");
+    assert_run_snapshot!(sb, sb.relman(&["status"]), @"
+    exit code: 2
+    --- stdout ---
+    --- stderr ---
+    error: invalid config `[TMP]/root/relman.toml`: `build.instal` (line 2): unknown field `instal`, expected one of `install`, `command`, `expect`, `env`, `timeout_secs`, `reuse_node_modules`
+    ");
 }

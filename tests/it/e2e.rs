@@ -16,7 +16,7 @@ use relman_loadgen::{Load, LoadConfig};
 use relman_sys::process::{Signal, signal_group, signal_process};
 use support::snapshot_tree;
 
-mod support;
+use crate::support;
 use serde_json::Value;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");

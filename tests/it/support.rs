@@ -2,7 +2,7 @@
 //! its exit code, stdout and stderr captured, a snapshot (and hash) of a whole directory tree,
 //! and the Node.js gate.
 //!
-//! Every test file that says `mod support;` gets all of it; not every file uses every helper.
+//! Every module of the one test binary (`tests/it/`) uses it; not every module every helper.
 #![allow(dead_code, clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
@@ -148,6 +148,49 @@ impl fmt::Display for Run {
             self.stderr
         )
     }
+}
+
+impl Run {
+    /// The run as a snapshot: exit code, stdout and stderr, with what changes from one run to
+    /// the next replaced (see [`assert_run_snapshot`]).
+    pub fn snapshot(&self) -> String {
+        format!(
+            "exit code: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Asserts an inline insta snapshot of a run (`support::assert_run_snapshot!(sandbox, run,
+/// @"...")`), with the sandbox's temp directory, release IDs made of the clock, times,
+/// durations and sizes filtered, so the snapshot holds only what a user would see the same
+/// every time.
+macro_rules! assert_run_snapshot {
+    ($sandbox:expr, $run:expr, @$snapshot:literal) => {{
+        let base = $crate::support::regex_escape(&$sandbox.base().display().to_string());
+        insta::with_settings!({filters => vec![
+            (base.as_str(), "[TMP]"),
+            (r"\b20\d{12}(-\d+)?\b", "[ID]"),
+            (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[TIME]"),
+            (r"\b\d+ ms\b", "[N] ms"),
+            (r"\b\d+(\.\d+)? (B|KiB|MiB)\b", "[SIZE]"),
+        ]}, {
+            insta::assert_snapshot!($run.snapshot(), @$snapshot);
+        });
+    }};
+}
+pub(crate) use assert_run_snapshot;
+
+/// A literal for a regular expression.
+pub fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Runs a prepared command to completion.

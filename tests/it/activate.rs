@@ -585,7 +585,7 @@ fn every_failpoint_leaves_a_state_relman_reads_and_recovers_from() {
     root.build("b");
     root.build("bad");
     assert_eq!(code(&root.relman(&["activate", "a"])), 0);
-    let mut exercised = vec!["activate-after-worker"]; // needs PM2: tests/e2e.rs
+    let mut exercised = vec!["activate-after-worker"]; // needs PM2: tests/it/e2e.rs
 
     for failpoint in [
         "activate-after-lock",

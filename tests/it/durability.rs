@@ -14,7 +14,7 @@
 //! A missing (or unusable) `strace` skips the test loudly, and fails it on CI (`CI=true`).
 #![allow(clippy::disallowed_methods)]
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,7 +26,7 @@ use support::{Run, Sandbox, read_file, run_command};
 /// The calls traced: every file and descriptor call, and the three kinds of sync.
 const TRACE: &str = "trace=%file,%desc,fsync,fdatasync,syncfs";
 
-/// A shell-only build (no Node.js), as in `tests/cli.rs`.
+/// A shell-only build (no Node.js), as in `tests/it/cli.rs`.
 const CONFIG: &str = r#"[build]
 install = ""
 command = "mkdir -p build && echo \"$RELMAN_RELEASE\" > build/BUILD_ID"
