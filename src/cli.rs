@@ -49,6 +49,8 @@ pub(crate) enum Command {
     Activate(ActivateArgs),
     /// Go back to the rollback target (or --to ID) the same way
     Rollback(RollbackArgs),
+    /// Build a release, activate it, then prune to retention.keep
+    Deploy(DeployArgs),
     /// Delete old releases, never the live one or the rollback target
     Prune(PruneArgs),
     /// Recompute a release's manifest and list what changed
@@ -78,6 +80,14 @@ pub(crate) struct BuildArgs {
     /// Always run the install command, never copy node_modules from an earlier release
     #[arg(long)]
     pub(crate) no_reuse: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    #[command(flatten)]
+    pub(crate) build: BuildArgs,
+    #[command(flatten)]
+    pub(crate) gates: GateArgs,
 }
 
 #[derive(Debug, Args)]

@@ -17,27 +17,11 @@ pub(crate) fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<u8, Cl
 }
 
 fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError> {
-    let gates = Gates {
-        reload: !gates.no_reload,
-        probe: !gates.no_probe,
-        integrity: !gates.skip_integrity,
-    };
+    let gates = gates_of(gates);
     let root = super::open_root(global)?;
-    super::on_interrupt(|| {
-        crate::ui::say(
-            "interrupt received: stopping if nothing has changed yet, else finishing the roll and its proof first",
-        );
-    });
-    let report = relman_activate::activate(
-        &root,
-        &goal,
-        gates,
-        super::cancelled(),
-        &mut |event| match event {
-            Event::Waiting(holder) => super::waiting(holder),
-            Event::Step(message) => ui::say(message),
-        },
-    )?;
+    on_interrupt();
+    let report =
+        relman_activate::activate(&root, &goal, gates, super::cancelled(), &mut show_event)?;
     let code = report.exit_code();
     if global.json {
         let mut value = serde_json::to_value(&report).expect("a report always serialises");
@@ -49,19 +33,50 @@ fn run(global: &GlobalArgs, goal: Goal, gates: &GateArgs) -> Result<u8, CliError
     } else {
         ui::data(report.live().map_or("-", |id| id.as_str()));
     }
-    if code == 0 {
-        ui::say(summary(&report));
+    tell(&report);
+    Ok(code)
+}
+
+/// The gates the flags leave on.
+pub(super) fn gates_of(gates: &GateArgs) -> Gates {
+    Gates {
+        reload: !gates.no_reload,
+        probe: !gates.no_probe,
+        integrity: !gates.skip_integrity,
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP ask the activation to stop; it decides when that is safe.
+pub(super) fn on_interrupt() {
+    super::on_interrupt(|| {
+        crate::ui::say(
+            "interrupt received: stopping if nothing has changed yet, else finishing the roll and its proof first",
+        );
+    });
+}
+
+/// Shows one activation event on stderr.
+pub(super) fn show_event(event: Event<'_>) {
+    match event {
+        Event::Waiting(holder) => super::waiting(holder),
+        Event::Step(message) => ui::say(message),
+    }
+}
+
+/// The last lines on stderr: the summary, or the error with its context first.
+pub(super) fn tell(report: &ActivateReport) {
+    if report.exit_code() == 0 {
+        ui::say(summary(report));
     } else {
         // The reason's first line is the error; what follows (a preflight's output) is context.
         if let Some(context) = report.reason().and_then(|r| r.split_once('\n')) {
             ui::say(context.1);
         }
-        ui::say(format!("error: {}", summary(&report)));
+        ui::say(format!("error: {}", summary(report)));
     }
-    Ok(code)
 }
 
-fn summary(report: &ActivateReport) -> String {
+pub(super) fn summary(report: &ActivateReport) -> String {
     let total = report.durations_ms.get("total").copied().unwrap_or(0);
     let from = report.from.as_ref().map_or("nothing", |id| id.as_str());
     let reason = report

@@ -3,6 +3,7 @@
 
 mod activate;
 mod build;
+mod deploy;
 mod doctor;
 mod history;
 mod init;
@@ -32,6 +33,7 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Status => status::run(global),
         Command::Activate(args) => activate::activate(global, args),
         Command::Rollback(args) => activate::rollback(global, args),
+        Command::Deploy(args) => deploy::run(global, args),
         Command::Probe => probe::run(global),
         Command::Doctor => doctor::run(global),
         Command::History => history::run(global),

@@ -11,13 +11,24 @@ pub(crate) fn run(global: &GlobalArgs, args: PruneArgs) -> Result<u8, CliError> 
         ui::json(&report);
         return Ok(OK);
     }
+    tell(&report, true);
+    Ok(OK)
+}
+
+/// The deleted IDs (on stdout when they are the command's data), what was kept and the total
+/// on stderr.
+pub(super) fn tell(report: &relman_releases::PruneReport, ids_are_data: bool) {
     let verb = if report.dry_run {
         "would delete"
     } else {
         "deleted"
     };
     for id in &report.deleted {
-        ui::data(id);
+        if ids_are_data {
+            ui::data(id);
+        } else {
+            ui::say(format!("{verb} {id}"));
+        }
     }
     for protected in &report.protected {
         ui::say(format!("kept {} ({})", protected.id, protected.reason));
@@ -29,5 +40,4 @@ pub(crate) fn run(global: &GlobalArgs, args: PruneArgs) -> Result<u8, CliError> 
         ui::bytes(report.bytes_freed),
         report.kept.len()
     ));
-    Ok(OK)
 }

@@ -764,3 +764,26 @@ fn a_history_lost_after_the_flip_is_exit_4_saying_what_is_live() {
     );
     assert_eq!(root.current().as_deref(), Some("releases/b"));
 }
+
+#[test]
+fn deploy_of_a_release_that_fails_its_probe_is_exit_3_and_prunes_nothing() {
+    let (root, _app) = root_with_app(&["a"]);
+    root.build("a");
+    assert_eq!(code(&root.relman(&["activate", "a"])), 0);
+    let source = root.path.parent().unwrap().join("src-bad");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("index.js"), "// bad\n").unwrap();
+    let out = root.relman(&[
+        "deploy",
+        "--source",
+        source.to_str().unwrap(),
+        "--id",
+        "bad",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["activate"]["rolled_back_to"], "a", "{report}");
+    assert_eq!(report["prune"], Value::Null, "{report}");
+    assert_eq!(root.current().as_deref(), Some("releases/a"));
+}

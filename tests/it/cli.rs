@@ -3310,3 +3310,72 @@ fn what_the_operator_reads_is_stable() {
     error: invalid config `[TMP]/root/relman.toml`: `build.instal` (line 2): unknown field `instal`, expected one of `install`, `command`, `expect`, `env`, `timeout_secs`, `reuse_node_modules`
     ");
 }
+
+#[test]
+fn deploy_builds_activates_and_prunes_in_one_command() {
+    let sb = Sandbox::with_config(&fast_config("[retention]\nkeep = 2\n"));
+    let src = sb.fixture_source("src");
+    for id in ["old1", "old2", "old3"] {
+        build_ok(&sb, &src, id);
+    }
+    let run = sb.relman(&[
+        "deploy",
+        "--source",
+        s(&src),
+        "--id",
+        "new",
+        "--no-reload",
+        "--no-probe",
+    ]);
+    run.ok();
+    assert_eq!(run.stdout, "new\n", "stdout is what is live\n{run}");
+    assert!(run.stderr.contains("sealed release new"), "{run}");
+    assert!(run.stderr.contains("new is live (was nothing)"), "{run}");
+    assert_eq!(
+        fs::read_link(sb.root.join("current")).unwrap(),
+        Path::new("releases/new")
+    );
+    // retention.keep = 2: the two newest sealed ones stay, `new` among them.
+    assert_eq!(sb.release_ids(), ["new", "old3"], "{run}");
+
+    // The JSON document holds the three steps.
+    let run = sb.relman(&[
+        "deploy",
+        "--source",
+        s(&src),
+        "--id",
+        "next",
+        "--no-reload",
+        "--no-probe",
+        "--json",
+    ]);
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["build"]["id"], "next");
+    assert_eq!(report["activate"]["result"], "ok");
+    assert_eq!(report["prune"]["deleted"][0], "old3", "{report}");
+
+    // A failed build changes nothing live: exit 1, `current` untouched, nothing pruned.
+    write_file(&src.join("FAIL"), "");
+    let before = sb.release_ids();
+    let run = sb.relman(&[
+        "deploy",
+        "--source",
+        s(&src),
+        "--id",
+        "broken",
+        "--no-reload",
+        "--no-probe",
+    ]);
+    run.expect_code(1);
+    run.expect_error_line();
+    assert_eq!(
+        fs::read_link(sb.root.join("current")).unwrap(),
+        Path::new("releases/next")
+    );
+    let after = sb.release_ids();
+    assert!(
+        before.iter().all(|id| after.contains(id)),
+        "nothing pruned: {before:?} -> {after:?}"
+    );
+}

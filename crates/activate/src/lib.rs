@@ -13,6 +13,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod daemon;
+mod deploy;
 mod doctor;
 mod driver;
 mod error;
@@ -24,6 +25,7 @@ mod roll;
 mod session;
 mod status;
 
+pub use deploy::{DeployEvent, DeployReport, PruneOutcome, deploy};
 pub use doctor::{Check, Level, doctor};
 pub use error::{Error, Result};
 pub use outcome::{ActivateReport, Outcome, WorkerReport};
