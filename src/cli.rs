@@ -37,8 +37,8 @@ pub(crate) struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Create releases/, shared/, .relman/ and a commented relman.toml
-    Init,
+    /// Create releases/, shared/, .relman/ and a commented relman.toml (with --app, for that app, and its ecosystem.config.js)
+    Init(InitArgs),
     /// Build a new release in a fresh directory and seal it
     Build(BuildArgs),
     /// List every release, newest first
@@ -61,6 +61,19 @@ pub(crate) enum Command {
     Doctor,
     /// Show the activation history, newest first
     History,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The PM2 app name: also write ecosystem.config.js and set the app's keys in relman.toml
+    #[arg(long, value_name = "NAME", requires = "port")]
+    pub(crate) app: Option<String>,
+    /// The port users reach the app on
+    #[arg(long, value_name = "PORT", requires = "app", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) port: Option<u16>,
+    /// The app's source: its package.json and lockfile decide the defaults (Next.js or not, npm, pnpm or yarn)
+    #[arg(long, value_name = "DIR", requires = "app")]
+    pub(crate) source: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,10 @@ pub(crate) fn run(global: &GlobalArgs, args: DeployArgs) -> Result<u8, CliError>
         super::cancelled(),
         &mut |event| match event {
             DeployEvent::Build(event) => super::build::show_event(event, interactive),
+            DeployEvent::Built(build) => {
+                ui::say(super::build::sealed_line(build));
+                ui::say(format!("==> activate {}", build.id));
+            }
             DeployEvent::Activate(event) => super::activate::show_event(event),
             DeployEvent::Prune => ui::say("==> prune"),
         },
@@ -33,7 +37,6 @@ pub(crate) fn run(global: &GlobalArgs, args: DeployArgs) -> Result<u8, CliError>
         ui::json(&value);
         return Ok(code);
     }
-    ui::say(super::build::sealed_line(&report.build));
     match &report.prune {
         PruneOutcome::Done(prune) => super::prune::tell(prune, false),
         PruneOutcome::Failed { error } => ui::say(format!(

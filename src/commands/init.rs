@@ -1,25 +1,54 @@
 //! `relman init`.
 
-use relman_releases::DeployRoot;
+use relman_releases::{AppName, AppSpec, DeployRoot};
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, InitArgs};
 use crate::error::{CliError, OK};
 use crate::ui;
 
-pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
-    let (_root, report) = DeployRoot::init(&super::root_path(global), &mut super::waiting)?;
+pub(crate) fn run(global: &GlobalArgs, args: InitArgs) -> Result<u8, CliError> {
+    let app = match (args.app, args.port) {
+        (Some(name), Some(port)) => Some(AppSpec {
+            name: AppName::parse(&name)?,
+            port,
+            source: args.source,
+        }),
+        _ => None,
+    };
+    let (root, report) =
+        DeployRoot::init(&super::root_path(global), app.as_ref(), &mut super::waiting)?;
     if global.json {
         ui::json(&report);
-    } else if report.created.is_empty() {
+        return Ok(OK);
+    }
+    if report.created.is_empty() && app.is_none() {
         ui::say(format!(
             "`{}` is already a deploy root; nothing to do",
             report.root
         ));
-    } else {
-        for path in &report.created {
-            ui::say(format!("created `{path}`"));
-        }
-        ui::data(&report.root);
+        return Ok(OK);
     }
+    if let Some(app) = report.app.as_ref().filter(|_| !report.created.is_empty()) {
+        ui::say(format!("for {app}"));
+    }
+    for path in &report.created {
+        ui::say(format!("created `{path}`"));
+    }
+    for path in &report.kept {
+        ui::say(format!("kept `{path}` as it was (never overwritten)"));
+    }
+    ui::data(&report.root);
+    let next = match &app {
+        Some(AppSpec {
+            source: Some(_), ..
+        }) => format!("relman --root {} deploy", root.path()),
+        Some(_) => format!("relman --root {} deploy --source DIR", root.path()),
+        None => format!(
+            "edit `{}`, then `relman --root {} deploy --source DIR`",
+            root.path().join("relman.toml"),
+            root.path()
+        ),
+    };
+    ui::say(format!("next: {next}"));
     Ok(OK)
 }

@@ -25,7 +25,7 @@ use crate::error::CliError;
 pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
     let global = &cli.global;
     match cli.command {
-        Command::Init => init::run(global),
+        Command::Init(args) => init::run(global, args),
         Command::Build(args) => build::run(global, args),
         Command::List => list::run(global),
         Command::Prune(args) => prune::run(global, args),

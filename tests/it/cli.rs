@@ -3213,12 +3213,13 @@ fn what_the_operator_reads_is_stable() {
     Usage: relman [OPTIONS] <COMMAND>
 
     Commands:
-      init      Create releases/, shared/, .relman/ and a commented relman.toml
+      init      Create releases/, shared/, .relman/ and a commented relman.toml (with --app, for that app, and its ecosystem.config.js)
       build     Build a new release in a fresh directory and seal it
       list      List every release, newest first
       status    Show current, rollback target, PM2 instances and the last activation
       activate  Make a sealed release live, proving it, rolling back on failure
       rollback  Go back to the rollback target (or --to ID) the same way
+      deploy    Build a release, activate it, then prune to retention.keep
       prune     Delete old releases, never the live one or the rollback target
       verify    Recompute a release's manifest and list what changed
       probe     Run the HTTP health probe alone
@@ -3249,6 +3250,7 @@ fn what_the_operator_reads_is_stable() {
     created `[TMP]/root/releases`
     created `[TMP]/root/shared`
     created `[TMP]/root/relman.toml`
+    next: edit `[TMP]/root/relman.toml`, then `relman --root [TMP]/root deploy --source DIR`
     ");
     sb.write_config(&fast_config(""));
     assert_run_snapshot!(sb, sb.relman(&["activate", "../etc"]), @"
@@ -3378,4 +3380,89 @@ fn deploy_builds_activates_and_prunes_in_one_command() {
         before.iter().all(|id| after.contains(id)),
         "nothing pruned: {before:?} -> {after:?}"
     );
+}
+
+#[test]
+fn init_for_an_app_writes_its_config_and_ecosystem_file_and_never_overwrites_them() {
+    use crate::support::assert_run_snapshot;
+    let sb = Sandbox::new();
+    let src = sb.path("web");
+    write_file(
+        &src.join("package.json"),
+        r#"{"name":"web","scripts":{"build":"next build"},"dependencies":{"next":"16.4.3","react":"19.2.0"}}"#,
+    );
+    write_file(&src.join("pnpm-lock.yaml"), "lockfileVersion: '9.0'\n");
+    assert_run_snapshot!(sb, sb.relman(&["init", "--app", "web", "--port", "3000", "--source", s(&src)]), @"
+    exit code: 0
+    --- stdout ---
+    [TMP]/root
+    --- stderr ---
+    for a Next.js app (`next build`, `next start`), installed with `pnpm install --frozen-lockfile`
+    created `[TMP]/root`
+    created `[TMP]/root/.relman`
+    created `[TMP]/root/releases`
+    created `[TMP]/root/shared`
+    created `[TMP]/root/relman.toml`
+    created `[TMP]/root/ecosystem.config.js`
+    next: relman --root [TMP]/root deploy
+    ");
+    let config = read_file(&sb.root.join("relman.toml"));
+    let set: Vec<&str> = config
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains(" = "))
+        .collect();
+    let set = set
+        .join("\n")
+        .replace(&sb.base().display().to_string(), "[TMP]");
+    insta::assert_snapshot!(set, @r#"
+    path = "[TMP]/web" # default for `relman build --source`
+    install = "pnpm install --frozen-lockfile" # empty: skip
+    command = "pnpm run build"     # empty: skip
+    expect = [".next/BUILD_ID"]    # paths that must exist after the build
+    app = "web"                    # the PM2 app name; empty: no reload
+    command = "node_modules/.bin/next start -p {port}" # e.g. "node_modules/.bin/next start -p {port}"; empty: no preflight
+    url = "http://127.0.0.1:{port}/" # e.g. "http://127.0.0.1:{port}/api/health"
+    url = "http://127.0.0.1:3000/" # e.g. "http://127.0.0.1:3000/api/health"; empty: no probe
+    "#);
+    let ecosystem = read_file(&sb.root.join("ecosystem.config.js"));
+    assert!(
+        ecosystem.contains(&format!("cwd: \"{}\",", sb.root.join("current").display())),
+        "{ecosystem}"
+    );
+    // The config is valid: list reads it.
+    assert_ne!(sb.relman(&["list"]).code, 2);
+
+    // A second run, even for another app, changes nothing and says so.
+    // (The lock file holds the last holder's description.)
+    let before = snapshot_tree(&sb.root).without(&[".relman/lock"]);
+    let run = sb.relman(&["init", "--app", "shop", "--port", "4000"]);
+    run.ok();
+    assert!(run.stderr.contains("kept"), "{run}");
+    before.assert_same(
+        &snapshot_tree(&sb.root).without(&[".relman/lock"]),
+        &"a second init",
+    );
+
+    // Bad input: one line, exit 2, nothing created.
+    let other = Sandbox::new();
+    for (args, says) in [
+        (vec!["--app", "web", "--port", "0"], "invalid value '0'"),
+        (vec!["--port", "3000"], "--app"),
+        (vec!["--app", "42", "--port", "3000"], "invalid app name"),
+        (
+            vec!["--app", "web", "--port", "3000", "--source", "/nonexistent"],
+            "is not a directory",
+        ),
+        (
+            vec!["--app", "web", "--port", "3000", "--source", s(&sb.root)],
+            "package.json` does not exist",
+        ),
+    ] {
+        let mut all = vec!["init"];
+        all.extend(args);
+        let run = other.relman(&all);
+        run.expect_code(2);
+        assert!(run.stderr.contains(says), "{all:?}: {run}");
+        assert!(!other.root.exists(), "{all:?} created the root");
+    }
 }

@@ -103,21 +103,9 @@ struct Deploy {
 }
 
 impl Deploy {
+    /// A deploy root the way the guide sets one up by hand: init, then a config written here.
     fn new(pm2_bin: PathBuf, app: &str) -> Deploy {
-        let temp = tempfile::Builder::new()
-            .prefix("relman-e2e-")
-            .tempdir()
-            .unwrap();
-        let root = temp.path().join("root");
-        let home = temp.path().join("pm2");
-        std::fs::create_dir_all(&home).unwrap();
-        let deploy = Deploy {
-            root,
-            pm2: Pm2 { home, bin: pm2_bin },
-            port: free_port(),
-            app: app.to_owned(),
-            _temp: temp,
-        };
+        let deploy = Deploy::uninitialised(pm2_bin, app);
         deploy.relman(&["init"]).success();
         std::fs::write(
             deploy.root.join("relman.toml"),
@@ -150,12 +138,38 @@ interval_ms = 300
         deploy
     }
 
+    /// A temp directory with a PM2 home and a free port, and no deploy root yet.
+    fn uninitialised(pm2_bin: PathBuf, app: &str) -> Deploy {
+        let temp = tempfile::Builder::new()
+            .prefix("relman-e2e-")
+            .tempdir()
+            .unwrap();
+        let root = temp.path().join("root");
+        let home = temp.path().join("pm2");
+        std::fs::create_dir_all(&home).unwrap();
+        Deploy {
+            root,
+            pm2: Pm2 { home, bin: pm2_bin },
+            port: free_port(),
+            app: app.to_owned(),
+            _temp: temp,
+        }
+    }
+
     fn relman(&self, args: &[&str]) -> Run {
+        // `pm2` on the PATH is the pinned one, as `pm2.bin`'s default expects.
+        let path = std::env::join_paths(
+            std::iter::once(self.pm2.bin.parent().unwrap().to_owned()).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ),
+        )
+        .unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_relman"))
             .args(args)
             .arg("--root")
             .arg(&self.root)
             .env("PM2_HOME", &self.pm2.home)
+            .env("PATH", path)
             .env_remove("RELMAN_ROOT")
             .output()
             .unwrap();
@@ -450,6 +464,69 @@ fn deploys_under_load_without_a_single_failed_request() {
         tree.assert_same(&snapshot_tree(&deploy.root.join("releases").join(id)), id);
         deploy.relman(&["verify", id]).success();
     }
+}
+
+/// The journey of a new user: `init --app`, `deploy` (PM2 has no such app yet: relman starts
+/// it from the ecosystem file init wrote and proves every worker), then `deploy` again and a
+/// broken release deployed under load, with not one failed request.
+#[test]
+fn init_then_deploy_twice_takes_an_app_from_nothing_to_zero_downtime_deploys() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::uninitialised(pm2, "relman-e2e-journey");
+    let source = deploy.root.parent().unwrap().join("src");
+    copy_dir(&Path::new(REPO).join("fixtures/node-app"), &source);
+    let port = deploy.port.to_string();
+    deploy
+        .relman(&[
+            "init",
+            "--app",
+            &deploy.app,
+            "--port",
+            &port,
+            "--source",
+            source.to_str().unwrap(),
+        ])
+        .success();
+    assert!(deploy.root.join("ecosystem.config.js").is_file());
+    assert!(
+        !deploy.pm2.home.join("pm2.pid").exists(),
+        "no PM2 daemon runs yet"
+    );
+
+    let run = deploy.relman(&["deploy", "--id", "a"]);
+    run.success();
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    assert!(stderr.contains("pm2 save"), "says how to keep it: {stderr}");
+    deploy.assert_live("a");
+    let history = deploy.history();
+    assert_eq!(
+        (history[0]["to"].as_str(), history[0]["result"].as_str()),
+        (Some("a"), Some("ok"))
+    );
+
+    let load = start_load(deploy.port);
+    let report = deploy.relman(&["deploy", "--id", "b", "--json"]).json(0);
+    assert_eq!(
+        report["activate"]["workers"].as_array().unwrap().len(),
+        2,
+        "{report}"
+    );
+    deploy.assert_live("b");
+    std::fs::write(source.join("VARIANT"), "worker-crash").unwrap();
+    let report = deploy.relman(&["deploy", "--id", "c", "--json"]).json(3);
+    assert_eq!(report["activate"]["rolled_back_to"], "b", "{report}");
+    deploy.assert_live("b");
+    let stats = load.stop();
+    eprintln!("load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 300,
+        "too little load to prove anything: {stats:?}"
+    );
+    assert!(
+        stats.by_release.get("b").copied().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
 }
 
 #[test]

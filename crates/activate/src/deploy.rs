@@ -19,6 +19,8 @@ use crate::roll::{Event, Gates, Goal, activate};
 pub enum DeployEvent<'a> {
     /// From the build.
     Build(BuildEvent<'a>),
+    /// The build sealed its release; the activation begins.
+    Built(&'a BuildReport),
     /// From the activation.
     Activate(Event<'a>),
     /// The prune begins.
@@ -69,6 +71,7 @@ pub fn deploy(
     let build = relman_releases::build(root, request, cancel, &mut |event| {
         events(DeployEvent::Build(event));
     })?;
+    events(DeployEvent::Built(&build));
     let activation = activate(
         root,
         &Goal::Activate(build.id.clone()),

@@ -51,4 +51,8 @@ impl Pm2Control for Driver {
     fn reload_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()> {
         self.cli.reload_ecosystem(ecosystem, app, env)
     }
+
+    fn start_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()> {
+        self.cli.start_ecosystem(ecosystem, app, env)
+    }
 }

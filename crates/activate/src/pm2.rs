@@ -260,6 +260,9 @@ pub(crate) trait Pm2Control {
     fn reload(&mut self, pm_id: u64, env: &[(&str, &str)]) -> Result<()>;
     /// `pm2 reload ECOSYSTEM --only APP --update-env`: every instance at once.
     fn reload_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()>;
+    /// `pm2 start ECOSYSTEM --only APP --update-env`: the app's first start (PM2 launches its
+    /// daemon when none runs).
+    fn start_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()>;
 }
 
 /// The variables a reload passes on from relman's environment: what PM2 and Node need to run,
@@ -453,6 +456,11 @@ impl Pm2Control for Pm2 {
 
     fn reload_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()> {
         self.run(&["reload", ecosystem, "--update-env", "--only", app], env)
+            .map(drop)
+    }
+
+    fn start_ecosystem(&mut self, ecosystem: &str, app: &str, env: &[(&str, &str)]) -> Result<()> {
+        self.run(&["start", ecosystem, "--only", app, "--update-env"], env)
             .map(drop)
     }
 }

@@ -319,6 +319,15 @@ pub(crate) mod fakes {
         ) -> Result<()> {
             Ok(())
         }
+
+        fn start_ecosystem(
+            &mut self,
+            _ecosystem: &str,
+            _app: &str,
+            _env: &[(&str, &str)],
+        ) -> Result<()> {
+            Ok(())
+        }
     }
 
     /// Processes by pid: where each runs, and which serve the port (from the n-th look on).

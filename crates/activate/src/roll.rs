@@ -146,7 +146,11 @@ pub fn activate(
     }
 
     let from = root.current()?;
-    let mut roller = if gates.reload { run.plan()? } else { None };
+    let mut roller = if gates.reload {
+        run.plan(from.is_none())?
+    } else {
+        None
+    };
     let endpoint = endpoint(&config);
 
     let interrupted = || {
@@ -193,13 +197,16 @@ pub fn activate(
     failpoint::hit("activate-after-flip");
 
     let failure = match roller.as_mut() {
-        Some(roller) => {
-            let all = roller.instances.clone();
-            run.step("reload", |run| {
-                run.roll(roller, &to, &all, Direction::Forward)
-            })
-            .err()
-        }
+        Some(roller) => match roller.how.clone() {
+            How::FirstStart(file) => run.step("start", |run| run.start(roller, &to, &file)).err(),
+            How::EachWorker | How::Ecosystem(_) => {
+                let all = roller.instances.clone();
+                run.step("reload", |run| {
+                    run.roll(roller, &to, &all, Direction::Forward)
+                })
+                .err()
+            }
+        },
         None => None,
     };
     let failure = failure.or_else(|| {
@@ -274,7 +281,7 @@ fn way_back(
             .instances
             .iter()
             .filter(|i| {
-                roller.ecosystem.is_some()
+                matches!(roller.how, How::Ecosystem(_))
                     || run
                         .workers
                         .iter()
@@ -354,12 +361,24 @@ enum Direction {
     Back,
 }
 
+/// How the app's workers are moved into a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum How {
+    /// `pm2 reload PM_ID`, one worker at a time, each proven before the next.
+    EachWorker,
+    /// `pm2 reload FILE --only APP` (`pm2.ecosystem`), every worker at once, proven after.
+    Ecosystem(String),
+    /// Nothing is live and PM2 has no such app: `pm2 start FILE --only APP`, then every
+    /// instance proven.
+    FirstStart(String),
+}
+
 /// The PM2 side of an activation, checked before anything changes.
 struct Roller {
     driver: Box<dyn Pm2Control>,
     app: String,
-    ecosystem: Option<String>,
-    /// The app's instances, in PM2's order.
+    how: How,
+    /// The app's instances, in PM2's order (none before a first start).
     instances: Vec<Instance>,
     endpoint: Option<Endpoint>,
     timeout: Duration,
@@ -400,8 +419,21 @@ impl Run<'_> {
         value
     }
 
-    /// Reads PM2's view and refuses a setup relman cannot roll safely.
-    fn plan(&mut self) -> Result<Option<Roller>> {
+    /// The ecosystem file a first start uses: `pm2.ecosystem` (relative to the root), else
+    /// `ROOT/ecosystem.config.js` when it exists.
+    fn ecosystem_file(&self) -> Option<String> {
+        let configured = &self.config.pm2.ecosystem;
+        let file = if configured.is_empty() {
+            self.root.ecosystem_file()
+        } else {
+            self.root.path().join(configured)
+        };
+        file.is_file().then(|| file.into_string())
+    }
+
+    /// Reads PM2's view and refuses a setup relman cannot roll safely. `first` (nothing is
+    /// live yet) allows starting the app from its ecosystem file when PM2 does not run it.
+    fn plan(&mut self, first: bool) -> Result<Option<Roller>> {
         let pm2_config = &self.config.pm2;
         if pm2_config.app.is_empty() {
             if !pm2_config.ecosystem.is_empty() {
@@ -412,8 +444,17 @@ impl Run<'_> {
             return Ok(None);
         }
         let cli = Pm2::new(&pm2_config.bin);
-        cli.check_daemon()?;
         let timeout = Duration::from_secs(pm2_config.timeout_secs);
+        let first_start = if first { self.ecosystem_file() } else { None };
+        if let Err(err) = cli.check_daemon() {
+            // No daemon: `pm2 start` launches one; anything else needs it running.
+            return match first_start {
+                Some(file) => self
+                    .first_start(Driver::new(cli, None), file, timeout)
+                    .map(Some),
+                None => Err(err),
+            };
+        }
         let session = match Session::start(&cli, timeout) {
             Ok(session) => Some(session),
             Err(err) => {
@@ -428,11 +469,25 @@ impl Run<'_> {
             .filter(|i| i.name == pm2_config.app)
             .collect();
         if instances.is_empty() {
+            if let Some(file) = first_start {
+                return self.first_start(driver, file, timeout).map(Some);
+            }
+            let how = if first {
+                format!(
+                    "write its ecosystem file with `relman init --app {} --port PORT` (relman then starts it at the first activation), or start it with `pm2 start` and cwd `{}`",
+                    pm2_config.app,
+                    self.root.current_link()
+                )
+            } else {
+                format!(
+                    "start it with `pm2 start` and cwd `{}`",
+                    self.root.current_link()
+                )
+            };
             return Err(Error::App(format!(
-                "PM2 has no app named \"{}\" (PM2_HOME `{}`): start it with `pm2 start` and cwd `{}`, or fix `pm2.app`",
+                "PM2 has no app named \"{}\" (PM2_HOME `{}`): {how}, or fix `pm2.app`",
                 pm2_config.app,
                 Pm2::home().display(),
-                self.root.current_link()
             )));
         }
         if let Some(fork) = instances.iter().find(|i| i.exec_mode != ExecMode::Cluster) {
@@ -457,11 +512,38 @@ impl Run<'_> {
         Ok(Some(Roller {
             driver: Box::new(driver),
             app: pm2_config.app.clone(),
-            ecosystem: (!pm2_config.ecosystem.is_empty()).then(|| pm2_config.ecosystem.clone()),
+            how: if pm2_config.ecosystem.is_empty() {
+                How::EachWorker
+            } else {
+                How::Ecosystem(pm2_config.ecosystem.clone())
+            },
             instances,
             endpoint,
             timeout,
         }))
+    }
+
+    /// The plan of a first start: nothing may already serve the app's port.
+    fn first_start(&mut self, driver: Driver, file: String, timeout: Duration) -> Result<Roller> {
+        let app = self.config.pm2.app.clone();
+        self.say(format!(
+            "PM2 has no app \"{app}\" and nothing is live: it will be started from `{file}`"
+        ));
+        let endpoint = endpoint(self.config);
+        match &endpoint {
+            Some(endpoint) => self.check_port_owner(endpoint, &app, &[])?,
+            None => self.warn(
+                "`verify.url` is not set: relman cannot see whether each new worker listens, only that it runs; set it to the app's own health URL".into(),
+            ),
+        }
+        Ok(Roller {
+            driver: Box::new(driver),
+            app,
+            how: How::FirstStart(file),
+            instances: Vec::new(),
+            endpoint,
+            timeout,
+        })
     }
 
     /// Refuses when the probed port is served by anyone but the daemon relman drives: its
@@ -640,7 +722,7 @@ impl Run<'_> {
         };
         let env = [("RELMAN_RELEASE", id.as_str())];
         let mut snapshot = roller.driver.list().map_err(|e| e.to_string())?;
-        if let Some(ecosystem) = roller.ecosystem.clone() {
+        if let How::Ecosystem(ecosystem) = roller.how.clone() {
             self.say(format!("reloading through `{ecosystem}`"));
             let started = self.clock.now();
             roller
@@ -704,6 +786,79 @@ impl Run<'_> {
             }
             snapshot = proven.instances;
         }
+        Ok(())
+    }
+
+    /// Starts the app from its ecosystem file and proves every instance it runs, as a roll
+    /// proves each reloaded worker (each is also asked for the health URL and the pages).
+    fn start(&mut self, roller: &mut Roller, id: &ReleaseId, file: &str) -> Result<(), String> {
+        let release_dir = resolved(self.root.release_dir(id).into_std_path_buf());
+        let releases = resolved(self.root.releases_dir().into_std_path_buf());
+        let target = Target {
+            dir: &release_dir,
+            releases: &releases,
+        };
+        let watch = Watch {
+            endpoint: roller.endpoint.as_ref(),
+            timeout: roller.timeout,
+        };
+        let app = roller.app.clone();
+        self.say(format!("starting \"{app}\" from `{file}` in {id}"));
+        let started = self.clock.now();
+        roller
+            .driver
+            .start_ecosystem(file, &app, &[("RELMAN_RELEASE", id.as_str())])
+            .map_err(|e| e.to_string())?;
+        let reloaded = Reloaded {
+            started,
+            returned: self.clock.now(),
+        };
+        let instances: Vec<Instance> = roller
+            .driver
+            .list()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|i| i.name == app)
+            .collect();
+        if instances.is_empty() {
+            return Err(format!(
+                "`pm2 start {file} --only {app}` started nothing named \"{app}\": name the app \"{app}\" in the ecosystem file, or fix `pm2.app`"
+            ));
+        }
+        if let Some(fork) = instances.iter().find(|i| i.exec_mode != ExecMode::Cluster) {
+            self.warn(format!(
+                "app \"{app}\" runs in {} (instance {}): its reloads will be restarts that drop requests; set `exec_mode: \"cluster\"` and `instances: 2` in `{file}`, then `pm2 delete {app}` and activate again",
+                fork.exec_mode, fork.pm_id
+            ));
+        }
+        roller.instances = instances.clone();
+        for instance in &instances {
+            // A worker that did not exist before: nothing to compare its pid and restarts with.
+            let before = Instance {
+                pid: 0,
+                status: Pm2State::Stopped,
+                restarts: 0,
+                ..instance.clone()
+            };
+            let proven = proof::prove(
+                roller.driver.as_mut(),
+                self.host,
+                self.clock,
+                &before,
+                reloaded,
+                target,
+                watch,
+            );
+            self.record_worker(&before, id, proven.as_ref().ok(), started);
+            let proven = proven.map_err(|f| f.describe(&before, id))?;
+            self.say(proven_line(&before, &proven, id, roller, started));
+            if let Some(endpoint) = &roller.endpoint {
+                self.check_worker(&before, proven.pid, id, endpoint)?;
+            }
+        }
+        self.say(format!(
+            "PM2 now runs \"{app}\": to bring it back after a reboot, run `pm2 save` (and `pm2 startup` once per host)"
+        ));
         Ok(())
     }
 
@@ -933,6 +1088,10 @@ mod tests {
         fn reload_ecosystem(&mut self, _: &str, _: &str, _: &[(&str, &str)]) -> Result<()> {
             unreachable!("not used here")
         }
+
+        fn start_ecosystem(&mut self, _: &str, _: &str, _: &[(&str, &str)]) -> Result<()> {
+            unreachable!("not used here")
+        }
     }
 
     impl Processes for ClusterHost {
@@ -1045,7 +1204,7 @@ mod tests {
             let mut roller = Roller {
                 driver: Box::new(ClusterPm2(Rc::clone(&self.cluster))),
                 app: "web".into(),
-                ecosystem: None,
+                how: How::EachWorker,
                 instances: self.cluster.borrow().instances.clone(),
                 endpoint: Some(Endpoint {
                     host: "127.0.0.1".into(),

@@ -31,6 +31,7 @@ mod prune;
 mod record;
 mod root;
 mod run;
+mod scaffold;
 pub mod store;
 
 pub use build::{BuildEvent, BuildReport, BuildRequest, SourceSpec, build};
@@ -40,5 +41,6 @@ pub use fs::lock::RootLock;
 pub use id::ReleaseId;
 pub use prune::{Protected, PruneReport, prune};
 pub use record::{Seal, Source};
-pub use root::{DeployRoot, InitReport};
+pub use root::{DeployRoot, ECOSYSTEM_FILE, InitReport};
+pub use scaffold::{AppKind, AppName, AppSpec, Detected, PackageManager};
 pub use store::{Release, State};

@@ -996,7 +996,7 @@ mod tests {
     fn sealed_release(manifest: &str) -> (tempfile::TempDir, DeployRoot, Utf8PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let base = Utf8Path::from_path(dir.path()).unwrap();
-        let (root, _) = DeployRoot::init(&base.join("root"), &mut |_| {}).unwrap();
+        let (root, _) = DeployRoot::init(&base.join("root"), None, &mut |_| {}).unwrap();
         write_config(&root, manifest);
         std::fs::create_dir_all(base.join("src")).unwrap();
         std::fs::write(base.join("src/server.js"), "// app\n").unwrap();

@@ -9,6 +9,7 @@ use crate::config::{CONFIG_FILE, Config, TEMPLATE};
 use crate::error::{Error, Result};
 use crate::fs::lock::{RootLock, lock_root};
 use crate::id::ReleaseId;
+use crate::scaffold::{self, AppSpec, Detected};
 
 /// A deploy root, by its canonical path.
 #[derive(Debug, Clone)]
@@ -23,7 +24,15 @@ pub struct InitReport {
     pub root: Utf8PathBuf,
     /// Paths it created (empty on a second run).
     pub created: Vec<Utf8PathBuf>,
+    /// Files that existed and were left as they were.
+    pub kept: Vec<Utf8PathBuf>,
+    /// With `--app`: what kind of app the files were written for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
+
+/// The ecosystem file's name in the deploy root.
+pub const ECOSYSTEM_FILE: &str = "ecosystem.config.js";
 
 /// How long a command waits for the root lock unless `RELMAN_LOCK_WAIT_SECS` says otherwise.
 const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(300);
@@ -163,15 +172,43 @@ impl DeployRoot {
         ReleaseId::parse(name).map(Some)
     }
 
-    /// Creates the layout and a commented config; never overwrites anything.
+    /// Creates the layout and a commented config; with `app`, the config has that app's keys
+    /// set and an `ecosystem.config.js` is written beside it. Never overwrites a file: one
+    /// that exists is listed as kept.
     ///
     /// Takes the root lock like every mutating command, calling `on_wait` with the holder's
-    /// description before it blocks.
+    /// description before it blocks. A bad `--source` is refused before anything is created.
     pub fn init(
         path: &Utf8Path,
+        app: Option<&AppSpec>,
         on_wait: &mut dyn FnMut(&str),
     ) -> Result<(DeployRoot, InitReport)> {
+        let detected = match app {
+            Some(AppSpec {
+                source: Some(source),
+                ..
+            }) => Some(Detected::of_source(source)?),
+            Some(_) => Some(Detected::assumed()),
+            None => None,
+        };
+        // The config names the source by its absolute path, whatever directory init ran in.
+        let app = match app {
+            Some(spec) => Some(AppSpec {
+                source: match &spec.source {
+                    Some(source) => Some(
+                        source
+                            .canonicalize_utf8()
+                            .map_err(|err| Error::io("failed to resolve", source.clone(), err))?,
+                    ),
+                    None => None,
+                },
+                ..spec.clone()
+            }),
+            None => None,
+        };
+        let app = app.as_ref();
         let mut created = Vec::new();
+        let mut kept = Vec::new();
         if !path.exists() {
             crate::fs::create_dir_all(path)?;
             created.push(path.to_owned());
@@ -188,17 +225,40 @@ impl DeployRoot {
                 created.push(dir);
             }
         }
-        let config = root.path.join(CONFIG_FILE);
-        if !config.exists() {
-            crate::fs::create_new(&config, TEMPLATE.as_bytes())?;
-            created.push(config);
+        let mut write = |file: Utf8PathBuf, contents: &str| -> Result<()> {
+            if file.exists() || file.is_symlink() {
+                kept.push(file);
+            } else {
+                crate::fs::create_new(&file, contents.as_bytes())?;
+                created.push(file);
+            }
+            Ok(())
+        };
+        let config = match (app, &detected) {
+            (Some(app), Some(detected)) => {
+                scaffold::render_config(TEMPLATE, &scaffold::config_keys(app, detected))
+            }
+            _ => TEMPLATE.to_owned(),
+        };
+        write(root.path.join(CONFIG_FILE), &config)?;
+        if let (Some(app), Some(detected)) = (app, &detected) {
+            let ecosystem = scaffold::render_ecosystem(app, detected, &root.current_link());
+            write(root.ecosystem_file(), &ecosystem)?;
         }
         crate::fs::sync_dir(&root.path)?;
         let report = InitReport {
             root: root.path.clone(),
             created,
+            kept,
+            app: detected.map(|d| d.describe()),
         };
         Ok((root, report))
+    }
+
+    /// `ROOT/ecosystem.config.js`, where `init --app` writes PM2's ecosystem file and the first
+    /// activation starts the app from (unless `pm2.ecosystem` names another).
+    pub fn ecosystem_file(&self) -> Utf8PathBuf {
+        self.path.join(ECOSYSTEM_FILE)
     }
 
     /// Fails unless `releases/` exists, telling the operator to run `relman init`.

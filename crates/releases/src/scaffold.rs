@@ -1,0 +1,429 @@
+//! `relman init --app NAME --port PORT [--source DIR]`: a `relman.toml` with the keys an app
+//! needs set (Next.js ones when the source depends on `next`), and an `ecosystem.config.js`
+//! that PM2 starts the app from, `cwd` = `ROOT/current`.
+//!
+//! Everything is decided from the source's `package.json` and lockfile, read here once into
+//! [`Detected`]; the two files are rendered from it, so what `init` writes is unit-tested
+//! without a filesystem.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::error::{Error, Result};
+
+/// What `init --app` is asked for.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    /// The PM2 app name.
+    pub name: AppName,
+    /// The port users reach the app on.
+    pub port: u16,
+    /// The app's source, when given: its `package.json` decides the defaults.
+    pub source: Option<Utf8PathBuf>,
+}
+
+/// A PM2 app name relman can pass on a command line and in a file: the release ID's alphabet,
+/// and not only digits (PM2 takes a number for an instance id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppName(String);
+
+impl AppName {
+    /// Validates a name.
+    pub fn parse(name: &str) -> Result<AppName> {
+        let ok_chars = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let starts = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        if !ok_chars || !starts || name.len() > 64 {
+            return Err(Error::Usage(format!(
+                "invalid app name {name:?}: use 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+            )));
+        }
+        if name.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Usage(format!(
+                "invalid app name {name:?}: PM2 reads a number as an instance id; use a name with a letter in it"
+            )));
+        }
+        Ok(AppName(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Which kind of app the source is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppKind {
+    /// `package.json` depends on `next`: `next build`, `next start`.
+    Next,
+    /// Any other Node.js server: PM2 runs `script`.
+    Node {
+        /// `package.json`'s `main`, else `server.js`.
+        script: String,
+        /// Whether `package.json` has a `build` script.
+        build_script: bool,
+    },
+}
+
+/// The package manager, from the lockfile the source holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageManager {
+    /// `package-lock.json` or `npm-shrinkwrap.json`.
+    Npm,
+    /// `pnpm-lock.yaml`.
+    Pnpm,
+    /// `yarn.lock`.
+    Yarn,
+    /// No lockfile: `npm install`, which resolves versions at build time.
+    Unlocked,
+}
+
+impl PackageManager {
+    fn install(self) -> &'static str {
+        match self {
+            PackageManager::Npm => "npm ci",
+            PackageManager::Pnpm => "pnpm install --frozen-lockfile",
+            PackageManager::Yarn => "yarn install --frozen-lockfile",
+            PackageManager::Unlocked => "npm install",
+        }
+    }
+
+    fn run_build(self) -> &'static str {
+        match self {
+            PackageManager::Npm | PackageManager::Unlocked => "npm run build",
+            PackageManager::Pnpm => "pnpm run build",
+            PackageManager::Yarn => "yarn run build",
+        }
+    }
+}
+
+/// What the source says about the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    /// The kind of app.
+    pub kind: AppKind,
+    /// Its package manager.
+    pub manager: PackageManager,
+}
+
+impl Detected {
+    /// Without a source: a Next.js app installed with npm, relman's first audience.
+    pub fn assumed() -> Detected {
+        Detected {
+            kind: AppKind::Next,
+            manager: PackageManager::Npm,
+        }
+    }
+
+    /// Reads `DIR/package.json` and looks for a lockfile.
+    pub fn of_source(dir: &Utf8Path) -> Result<Detected> {
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "`--source {dir}` is not a directory: give the app's source (the directory with its package.json)"
+            )));
+        }
+        let manifest = dir.join("package.json");
+        let text = match std::fs::read_to_string(&manifest) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Usage(format!(
+                    "`{manifest}` does not exist: `--source` must be the app's directory, the one with its package.json"
+                )));
+            }
+            Err(err) => return Err(Error::io("failed to read", manifest, err)),
+        };
+        let package: serde_json::Value =
+            serde_json::from_str(&text).map_err(|err| Error::Malformed {
+                path: manifest.clone(),
+                message: format!("not valid JSON ({err}); fix it or leave out `--source`"),
+            })?;
+        let depends_on = |name: &str| {
+            ["dependencies", "devDependencies"]
+                .iter()
+                .any(|key| package[key].get(name).is_some())
+        };
+        let kind = if depends_on("next") {
+            AppKind::Next
+        } else {
+            AppKind::Node {
+                script: package["main"]
+                    .as_str()
+                    .filter(|main| !main.is_empty())
+                    .unwrap_or("server.js")
+                    .to_owned(),
+                build_script: package["scripts"].get("build").is_some(),
+            }
+        };
+        let has = |file: &str| dir.join(file).is_file();
+        let manager = if has("pnpm-lock.yaml") {
+            PackageManager::Pnpm
+        } else if has("yarn.lock") {
+            PackageManager::Yarn
+        } else if has("package-lock.json") || has("npm-shrinkwrap.json") {
+            PackageManager::Npm
+        } else {
+            PackageManager::Unlocked
+        };
+        Ok(Detected { kind, manager })
+    }
+
+    /// A line for the operator: what was decided and from what.
+    pub fn describe(&self) -> String {
+        let kind = match &self.kind {
+            AppKind::Next => "a Next.js app (`next build`, `next start`)".to_owned(),
+            AppKind::Node { script, .. } => format!("a Node.js server (PM2 runs `{script}`)"),
+        };
+        format!("{kind}, installed with `{}`", self.manager.install())
+    }
+}
+
+/// The keys `init --app` sets in the template, section by section.
+pub(crate) fn config_keys(
+    spec: &AppSpec,
+    detected: &Detected,
+) -> Vec<(&'static str, &'static str, toml::Value)> {
+    let text = |s: &str| toml::Value::String(s.to_owned());
+    let mut keys = Vec::new();
+    if let Some(source) = &spec.source {
+        keys.push(("source", "path", text(source.as_str())));
+    }
+    keys.push(("build", "install", text(detected.manager.install())));
+    let (command, expect, preflight) = match &detected.kind {
+        AppKind::Next => (
+            detected.manager.run_build(),
+            vec![text(".next/BUILD_ID")],
+            "node_modules/.bin/next start -p {port}".to_owned(),
+        ),
+        AppKind::Node {
+            script,
+            build_script,
+        } => (
+            if *build_script {
+                detected.manager.run_build()
+            } else {
+                ""
+            },
+            Vec::new(),
+            format!("node {script}"),
+        ),
+    };
+    keys.push(("build", "command", text(command)));
+    keys.push(("build", "expect", toml::Value::Array(expect)));
+    keys.push(("pm2", "app", text(spec.name.as_str())));
+    keys.push(("preflight", "command", text(&preflight)));
+    keys.push(("preflight", "url", text("http://127.0.0.1:{port}/")));
+    keys.push((
+        "verify",
+        "url",
+        text(&format!("http://127.0.0.1:{}/", spec.port)),
+    ));
+    keys
+}
+
+/// The commented template with `keys` set: each `# key = default` line of its section becomes
+/// `key = value`, its comment kept.
+pub(crate) fn render_config(
+    template: &str,
+    keys: &[(&'static str, &'static str, toml::Value)],
+) -> String {
+    let mut section = "";
+    let mut out = String::with_capacity(template.len() + 256);
+    for line in template.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name;
+        }
+        let set = keys.iter().find(|(s, key, _)| {
+            *s == section
+                && line
+                    .strip_prefix("# ")
+                    .and_then(|rest| rest.strip_prefix(*key))
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        match set {
+            Some((_, key, value)) => {
+                let comment = line.find("  #").map(|at| line[at..].trim_start());
+                let assignment = format!("{key} = {value}");
+                match comment {
+                    Some(comment) => {
+                        out.push_str(&format!("{assignment:<30} {comment}"));
+                    }
+                    None => out.push_str(&assignment),
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `ecosystem.config.js` for PM2: cluster mode, two workers, `cwd` = `ROOT/current` itself (a
+/// reload then starts each new worker in whatever `current` names), and the timeouts a
+/// zero-downtime reload needs.
+pub(crate) fn render_ecosystem(spec: &AppSpec, detected: &Detected, current: &Utf8Path) -> String {
+    let js = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
+    let port = spec.port;
+    let (script, args) = match &detected.kind {
+        AppKind::Next => (
+            "node_modules/next/dist/bin/next".to_owned(),
+            format!("\n      args: {},", js(&format!("start -p {port}"))),
+        ),
+        AppKind::Node { script, .. } => (script.clone(), String::new()),
+    };
+    format!(
+        r#"// PM2's ecosystem file for "{name}", written by `relman init`. relman starts the app from it
+// at the first activation; after a change here: `pm2 delete {name}`, `pm2 start` this file.
+module.exports = {{
+  apps: [
+    {{
+      name: {name_js},
+      // The symlink itself, never a resolved release: each reloaded worker starts in the
+      // release `current` names at that moment.
+      cwd: {cwd},
+      script: {script},{args}
+      // Cluster mode with two or more workers: a reload then replaces one worker at a time
+      // while the others serve. In fork mode a reload is a restart and drops requests.
+      exec_mode: "cluster",
+      instances: 2,
+      // How long a stopping worker may finish its in-flight requests before SIGKILL.
+      kill_timeout: 10000,
+      // How long PM2 (and relman's proof) waits for a new worker to listen.
+      listen_timeout: 10000,
+      env: {{
+        NODE_ENV: "production",
+        PORT: "{port}",
+      }},
+    }},
+  ],
+}};
+"#,
+        name = spec.name.as_str(),
+        name_js = js(spec.name.as_str()),
+        cwd = js(current.as_str()),
+        script = js(&script),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, TEMPLATE};
+
+    fn spec(source: Option<&str>) -> AppSpec {
+        AppSpec {
+            name: AppName::parse("web").unwrap(),
+            port: 3000,
+            source: source.map(Utf8PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn app_names_are_checked() {
+        for good in ["web", "my-app.v2", "a", "shop_1"] {
+            assert!(AppName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-web", "a b", "web;rm", "123", &"x".repeat(65)] {
+            let err = AppName::parse(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid app name"), "{bad}: {err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn next_config_sets_build_preflight_and_probe() {
+        let keys = config_keys(&spec(Some("/srv/src")), &Detected::assumed());
+        let text = render_config(TEMPLATE, &keys);
+        let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
+        assert_eq!(config.source.path, "/srv/src");
+        assert_eq!(config.build.install, "npm ci");
+        assert_eq!(config.build.command, "npm run build");
+        assert_eq!(config.build.expect, [".next/BUILD_ID"]);
+        assert_eq!(config.pm2.app, "web");
+        assert_eq!(
+            config.preflight.command,
+            "node_modules/.bin/next start -p {port}"
+        );
+        assert_eq!(config.preflight.url, "http://127.0.0.1:{port}/");
+        assert_eq!(config.verify.url, "http://127.0.0.1:3000/");
+        // Every key was found in the template: as many set lines as keys.
+        let set = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(" = "))
+            .count();
+        assert_eq!(set, keys.len(), "{text}");
+    }
+
+    #[test]
+    fn node_config_follows_the_package_and_its_lockfile() {
+        let detected = Detected {
+            kind: AppKind::Node {
+                script: "index.js".into(),
+                build_script: false,
+            },
+            manager: PackageManager::Pnpm,
+        };
+        let text = render_config(TEMPLATE, &config_keys(&spec(None), &detected));
+        let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
+        assert_eq!(config.build.install, "pnpm install --frozen-lockfile");
+        assert_eq!(config.build.command, "");
+        assert!(config.build.expect.is_empty());
+        assert_eq!(config.preflight.command, "node index.js");
+        assert_eq!(config.source.path, "");
+    }
+
+    #[test]
+    fn ecosystem_runs_from_current_in_cluster_mode() {
+        let text = render_ecosystem(
+            &spec(None),
+            &Detected::assumed(),
+            Utf8Path::new("/srv/web/current"),
+        );
+        assert!(text.contains(r#"cwd: "/srv/web/current","#), "{text}");
+        assert!(text.contains(r#"exec_mode: "cluster","#), "{text}");
+        assert!(
+            text.contains(r#"script: "node_modules/next/dist/bin/next","#),
+            "{text}"
+        );
+        assert!(text.contains(r#"args: "start -p 3000","#), "{text}");
+        assert!(text.contains(r#"PORT: "3000","#), "{text}");
+    }
+
+    #[test]
+    fn detection_reads_package_json_and_lockfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"main":"app.js","scripts":{"build":"tsc"}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("yarn.lock"), "").unwrap();
+        let detected = Detected::of_source(dir).unwrap();
+        assert_eq!(
+            detected.kind,
+            AppKind::Node {
+                script: "app.js".into(),
+                build_script: true
+            }
+        );
+        assert_eq!(detected.manager, PackageManager::Yarn);
+
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"devDependencies":{"next":"16.0.0"}}"#,
+        )
+        .unwrap();
+        std::fs::remove_file(dir.join("yarn.lock")).unwrap();
+        std::fs::write(dir.join("package-lock.json"), "{}").unwrap();
+        let detected = Detected::of_source(dir).unwrap();
+        assert_eq!(detected, Detected::assumed());
+
+        std::fs::write(dir.join("package.json"), "{").unwrap();
+        let err = Detected::of_source(dir).unwrap_err().to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+    }
+}
