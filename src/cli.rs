@@ -61,6 +61,13 @@ pub(crate) enum Command {
     Doctor,
     /// Show the activation history, newest first
     History,
+    /// Print shell completions on stdout (e.g. `relman completions bash > /etc/bash_completion.d/relman`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `relman man > /usr/local/share/man/man1/relman.1`)
+    Man,
 }
 
 #[derive(Debug, Args)]

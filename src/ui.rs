@@ -31,6 +31,13 @@ pub(crate) fn raw(bytes: &[u8]) {
     let _ = stderr.write_all(bytes);
 }
 
+/// Writes a generated document (completions, the man page) to stdout. A closed pipe
+/// (`relman man | head`) is not worth a message.
+pub(crate) fn document(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
 /// Whether stderr is a terminal: progress lines may then be redrawn in place.
 pub(crate) fn interactive() -> bool {
     std::io::stderr().is_terminal()

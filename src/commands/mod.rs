@@ -4,6 +4,7 @@
 mod activate;
 mod build;
 mod deploy;
+mod docs;
 mod doctor;
 mod history;
 mod init;
@@ -37,6 +38,8 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Probe => probe::run(global),
         Command::Doctor => doctor::run(global),
         Command::History => history::run(global),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
     }
 }
 

@@ -3213,19 +3213,21 @@ fn what_the_operator_reads_is_stable() {
     Usage: relman [OPTIONS] <COMMAND>
 
     Commands:
-      init      Create releases/, shared/, .relman/ and a commented relman.toml (with --app, for that app, and its ecosystem.config.js)
-      build     Build a new release in a fresh directory and seal it
-      list      List every release, newest first
-      status    Show current, rollback target, PM2 instances and the last activation
-      activate  Make a sealed release live, proving it, rolling back on failure
-      rollback  Go back to the rollback target (or --to ID) the same way
-      deploy    Build a release, activate it, then prune to retention.keep
-      prune     Delete old releases, never the live one or the rollback target
-      verify    Recompute a release's manifest and list what changed
-      probe     Run the HTTP health probe alone
-      doctor    Check this host for zero-downtime readiness
-      history   Show the activation history, newest first
-      help      Print this message or the help of the given subcommand(s)
+      init         Create releases/, shared/, .relman/ and a commented relman.toml (with --app, for that app, and its ecosystem.config.js)
+      build        Build a new release in a fresh directory and seal it
+      list         List every release, newest first
+      status       Show current, rollback target, PM2 instances and the last activation
+      activate     Make a sealed release live, proving it, rolling back on failure
+      rollback     Go back to the rollback target (or --to ID) the same way
+      deploy       Build a release, activate it, then prune to retention.keep
+      prune        Delete old releases, never the live one or the rollback target
+      verify       Recompute a release's manifest and list what changed
+      probe        Run the HTTP health probe alone
+      doctor       Check this host for zero-downtime readiness
+      history      Show the activation history, newest first
+      completions  Print shell completions on stdout (e.g. `relman completions bash > /etc/bash_completion.d/relman`)
+      man          Print the man page (roff) on stdout (e.g. `relman man > /usr/local/share/man/man1/relman.1`)
+      help         Print this message or the help of the given subcommand(s)
 
     Options:
           --root <DIR>  The deploy root [default: $RELMAN_ROOT, else the working directory]
@@ -3465,4 +3467,27 @@ fn init_for_an_app_writes_its_config_and_ecosystem_file_and_never_overwrites_the
         assert!(run.stderr.contains(says), "{all:?}: {run}");
         assert!(!other.root.exists(), "{all:?} created the root");
     }
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_itself() {
+    let sb = Sandbox::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _relman"),
+        ("zsh", "#compdef relman"),
+        ("fish", "complete -c relman"),
+    ] {
+        let run = sb.relman(&["completions", shell]);
+        run.ok();
+        assert!(run.stdout.contains(marker), "{shell}: {run}");
+        assert!(run.stdout.contains("deploy"), "{shell} knows every command");
+    }
+    let run = sb.relman(&["man"]);
+    run.ok();
+    assert!(run.stdout.starts_with(".ie"), "roff: {run}");
+    assert!(run.stdout.contains("relman"));
+    let run = sb.relman(&["completions", "tcsh"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("possible values"), "{run}");
+    assert!(!sb.root.exists(), "nothing created");
 }
