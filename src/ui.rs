@@ -46,12 +46,16 @@ pub(crate) fn interactive() -> bool {
 /// Prints an error the contract's way and returns its exit code.
 pub(crate) fn report_error(err: &CliError, json_mode: bool) -> u8 {
     let code = err.code();
-    if let Some(tail) = err.log_tail() {
-        say(format!("--- last lines of the build log ---\n{tail}\n---"));
-    }
+    // A failed build's output was streamed to stderr as it ran, so its last lines are right
+    // above: the error names the log instead of printing them twice. A script reading JSON
+    // gets them in `log_tail`.
     say(format!("error: {err}"));
     if json_mode {
-        json(&serde_json::json!({ "error": err.to_string(), "code": code }));
+        let mut value = serde_json::json!({ "error": err.to_string(), "code": code });
+        if let Some(tail) = err.log_tail() {
+            value["log_tail"] = tail.into();
+        }
+        json(&value);
     }
     code
 }

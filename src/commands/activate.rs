@@ -68,9 +68,10 @@ pub(super) fn tell(report: &ActivateReport) {
     if report.exit_code() == 0 {
         ui::say(summary(report));
     } else {
-        // The reason's first line is the error; what follows (a preflight's output) is context.
-        if let Some(context) = report.reason().and_then(|r| r.split_once('\n')) {
-            ui::say(context.1);
+        // A reason over several lines (a preflight's output after its first line) is printed
+        // whole and in order; the error line after it repeats the first.
+        if let Some(reason) = report.reason().filter(|r| r.contains('\n')) {
+            ui::say(reason.trim_end());
         }
         ui::say(format!("error: {}", summary(report)));
     }
@@ -84,6 +85,10 @@ pub(super) fn summary(report: &ActivateReport) -> String {
         .and_then(|r| r.lines().next())
         .unwrap_or("no reason recorded");
     let summary = match &report.outcome {
+        Outcome::Live if report.from.as_ref() == Some(&report.to) => format!(
+            "{} was already live; it is live and proven again after {total} ms",
+            report.to
+        ),
         Outcome::Live => format!("{} is live (was {from}) after {total} ms", report.to),
         Outcome::Rejected { .. } => format!(
             "{} was rejected before going live, {from} is still live: {reason}",

@@ -19,6 +19,7 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         ui::say("no activations yet");
     }
     for entry in entries {
+        let mut reason = entry.reason.as_deref().unwrap_or("").lines();
         let line = format!(
             "{}  {:13}  {:>16} -> {:16}  {:8}  {}",
             entry.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -26,13 +27,13 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
             entry.from.as_ref().map_or("-", |id| id.as_str()),
             entry.to.as_str(),
             result_name(entry.result),
-            entry
-                .reason
-                .as_deref()
-                .and_then(|r| r.lines().next())
-                .unwrap_or(""),
+            reason.next().unwrap_or(""),
         );
         ui::data(line.trim_end());
+        // The rest of a reason over several lines, in order, indented under its entry.
+        for more in reason {
+            ui::data(format!("    {more}").trim_end());
+        }
     }
     Ok(OK)
 }

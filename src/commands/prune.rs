@@ -30,8 +30,16 @@ pub(super) fn tell(report: &relman_releases::PruneReport, ids_are_data: bool) {
             ui::say(format!("{verb} {id}"));
         }
     }
-    for protected in &report.protected {
-        ui::say(format!("kept {} ({})", protected.id, protected.reason));
+    // Every release kept, newest first, and why.
+    for id in &report.kept {
+        match report.protected.iter().find(|p| p.id == *id) {
+            Some(protected) => ui::say(format!("kept {id} ({})", protected.reason)),
+            None if report.keep == 1 => ui::say(format!("kept {id} (the newest sealed)")),
+            None => ui::say(format!(
+                "kept {id} (one of the {} newest sealed)",
+                report.keep
+            )),
+        }
     }
     ui::say(format!(
         "{verb} {} release{}, {} freed; {} kept",

@@ -55,11 +55,20 @@ pub(crate) fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<u8, CliError>
         }
         None => {
             if !global.json {
+                // The size `relman list` shows is the whole release; say both when the
+                // manifest leaves some of it out (node_modules, .next/cache).
+                let size = match report.release_bytes {
+                    Some(all) if all != report.bytes => format!(
+                        "{} files, {} checked of the release's {}",
+                        report.files,
+                        ui::bytes(report.bytes),
+                        ui::bytes(all)
+                    ),
+                    _ => format!("{} files, {}", report.files, ui::bytes(report.bytes)),
+                };
                 ui::say(format!(
-                    "release {} matches its manifest ({} files, {}){}",
+                    "release {} matches its manifest ({size}){}",
                     report.id,
-                    report.files,
-                    ui::bytes(report.bytes),
                     runtime
                         .as_ref()
                         .map_or_else(String::new, |note| format!("; {note}")),

@@ -146,6 +146,11 @@ pub fn activate(
     }
 
     let from = root.current()?;
+    if from.as_ref() == Some(&to) {
+        run.say(format!(
+            "{to} is already live: going through every step again (any worker not running it is moved into it)"
+        ));
+    }
     let mut roller = if gates.reload {
         run.plan(from.is_none())?
     } else {
@@ -752,9 +757,13 @@ impl Run<'_> {
         }
         for instance in which {
             let before = latest(&snapshot, instance);
+            let was = match before.pid {
+                0 => format!("{}, no process", before.status),
+                pid => format!("pid {pid}"),
+            };
             self.say(format!(
-                "worker {} (pid {}): reloading into {id}",
-                before.pm_id, before.pid
+                "worker {} ({was}): reloading into {id}",
+                before.pm_id
             ));
             let started = self.clock.now();
             let reload = roller.driver.reload(before.pm_id, &env);

@@ -662,6 +662,9 @@ pub struct VerifyReport {
     pub files: usize,
     /// Bytes hashed.
     pub bytes: u64,
+    /// The whole release's size as sealed (what `relman list` shows; `node_modules` and the
+    /// other excluded paths included), when the seal records it.
+    pub release_bytes: Option<u64>,
 }
 
 /// Recomputes the manifest of a sealed release and compares. `id` defaults to `current`.
@@ -736,6 +739,7 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
         ok: diff.is_clean(),
         files: actual.files.len(),
         bytes: actual.bytes,
+        release_bytes: seal.map(|seal| seal.bytes),
         diff,
         runtime,
         details,

@@ -27,6 +27,8 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// Why each protected release was kept.
     pub protected: Vec<Protected>,
+    /// How many of the newest sealed releases were kept (`--keep`, else `retention.keep`).
+    pub keep: usize,
 }
 
 /// A release prune may not delete, and why.
@@ -93,6 +95,7 @@ pub fn prune(
         bytes_freed: 0,
         dry_run,
         protected: protected.clone(),
+        keep,
     };
     for release in &overview.releases {
         let is_protected = protected.iter().any(|p| p.id == release.id);
