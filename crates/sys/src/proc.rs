@@ -88,6 +88,10 @@ fn parse_tcp_line(line: &str) -> Option<TcpSocket> {
 /// `0100007F:0BB8` (IPv4) or 32 hex digits and a port (IPv6). The kernel prints each 32-bit
 /// word of the address as a host-order number, so the word's native bytes are the address's
 /// bytes in network order.
+///
+/// An IPv4 address mapped into IPv6 (`::ffff:127.0.0.1`, what a dual-stack listener on `::`
+/// shows for an IPv4 client, as `next start` has) is given as the IPv4 address, so it compares
+/// equal to the client's own view of the connection.
 fn parse_address(text: &str) -> Option<SocketAddr> {
     let (address, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
@@ -102,7 +106,7 @@ fn parse_address(text: &str) -> Option<SocketAddr> {
             for i in 0..4 {
                 bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
             }
-            IpAddr::V6(Ipv6Addr::from(bytes))
+            Ipv6Addr::from(bytes).to_canonical()
         }
         _ => return None,
     };
@@ -337,6 +341,11 @@ mod tests {
         assert_eq!(socket.local, "[::1]:8080".parse().unwrap());
         assert_eq!(socket.remote.port(), 0xD2F0);
         assert_eq!(socket.state, TcpState::Established);
+        // A dual-stack listener's connection from 127.0.0.1:54000, as `tcp6` shows it.
+        let mapped = "   2: 0000000000000000FFFF00000100007F:0BB8 0000000000000000FFFF00000100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 888 1 0000000000000000 20 4 30 10 -1";
+        let socket = parse_tcp_line(mapped).unwrap();
+        assert_eq!(socket.local, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(socket.remote, "127.0.0.1:54000".parse().unwrap());
         assert!(parse_tcp_line("  sl  local_address rem_address   st").is_none());
         assert!(parse_tcp_line("0: zz:0BB8 00000000:0000 0A a b c d e 1").is_none());
     }
