@@ -3402,13 +3402,14 @@ fn init_for_an_app_writes_its_config_and_ecosystem_file_and_never_overwrites_the
     --- stdout ---
     [TMP]/root
     --- stderr ---
-    for a Next.js app (`next build`, `next start`), installed with `pnpm install --frozen-lockfile`
+    for a Next.js app (`next build`, served by a draining `next-server.js`), installed with `pnpm install --frozen-lockfile`
     created `[TMP]/root`
     created `[TMP]/root/.relman`
     created `[TMP]/root/releases`
     created `[TMP]/root/shared`
     created `[TMP]/root/relman.toml`
     created `[TMP]/root/ecosystem.config.js`
+    created `[TMP]/root/next-server.js`
     next: relman --root [TMP]/root deploy
     ");
     let config = read_file(&sb.root.join("relman.toml"));
@@ -3425,7 +3426,7 @@ fn init_for_an_app_writes_its_config_and_ecosystem_file_and_never_overwrites_the
     command = "pnpm run build"     # empty: skip
     expect = [".next/BUILD_ID"]    # paths that must exist after the build
     app = "web"                    # the PM2 app name; empty: no reload
-    command = "node_modules/.bin/next start -p {port}" # e.g. "node_modules/.bin/next start -p {port}"; empty: no preflight
+    command = "node [TMP]/root/next-server.js" # e.g. "node_modules/.bin/next start -p {port}"; empty: no preflight
     url = "http://127.0.0.1:{port}/" # e.g. "http://127.0.0.1:{port}/api/health"
     url = "http://127.0.0.1:3000/" # e.g. "http://127.0.0.1:3000/api/health"; empty: no probe
     "#);

@@ -170,6 +170,7 @@ interval_ms = 300
             .arg(&self.root)
             .env("PM2_HOME", &self.pm2.home)
             .env("PATH", path)
+            .env("NEXT_TELEMETRY_DISABLED", "1")
             .env_remove("RELMAN_ROOT")
             .output()
             .unwrap();
@@ -1149,10 +1150,9 @@ fn run_ok(command: &mut Command) {
     );
 }
 
-/// A stock Next.js app at `dir`, as an operator following the guide has it: `create-next-app`
-/// 16.4.3's App Router template (pinned in the repo's package.json, its lockfile made by npm),
-/// plus the guide's `server.js` and health route and a slow route for the load.
-fn stock_next_app(dir: &Path) {
+/// `create-next-app` 16.4.3's App Router template at `dir` (pinned in the repo's package.json),
+/// its lockfile made by npm, nothing added.
+fn create_next_app(dir: &Path) {
     let create = Path::new(REPO).join("node_modules/.bin/create-next-app");
     run_ok(
         Command::new(&create)
@@ -1180,6 +1180,43 @@ fn stock_next_app(dir: &Path) {
             .args(["install", "--package-lock-only", "--no-audit", "--no-fund"])
             .current_dir(dir),
     );
+}
+
+/// The template's layout loads Geist through `next/font/google`, fetched from Google at build
+/// time, which these machines cannot reach: the import and its two uses go, nothing else.
+fn drop_google_fonts(dir: &Path) {
+    let layout = dir.join("app/layout.js");
+    let text = std::fs::read_to_string(&layout).unwrap();
+    let mut kept = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("import") && line.contains("next/font/google") {
+            continue;
+        }
+        if line.starts_with("const geist") {
+            // `const geistSans = Geist({` … `});` and the blank line after it.
+            for inner in lines.by_ref() {
+                if inner.starts_with("});") {
+                    break;
+                }
+            }
+            lines.next();
+            continue;
+        }
+        kept.push(line.replace(
+            " className={`${geistSans.variable} ${geistMono.variable}`}",
+            "",
+        ));
+    }
+    let text = kept.join("\n") + "\n";
+    assert!(!text.contains("geist"), "the template changed:\n{text}");
+    std::fs::write(&layout, text).unwrap();
+}
+
+/// A stock Next.js app at `dir`, as an operator following the guide has it: the template,
+/// plus the guide's `server.js` and health route and a slow route for the load.
+fn stock_next_app(dir: &Path) {
+    create_next_app(dir);
     std::fs::write(dir.join("server.js"), guide_block("// server.js:")).unwrap();
     let health = dir.join("app/api/health");
     std::fs::create_dir_all(&health).unwrap();
@@ -1200,6 +1237,11 @@ fn stock_next_app(dir: &Path) {
 /// The stock app with one change, the way real apps break.
 fn stock_variant(base: &Path, dir: &Path, variant: &str) {
     copy_dir(base, dir);
+    stock_variant_in_place(dir, variant);
+}
+
+/// The change of [`stock_variant`], made in `dir` itself.
+fn stock_variant_in_place(dir: &Path, variant: &str) {
     match variant {
         "healthy" => {}
         "changed" => {
@@ -1220,6 +1262,65 @@ fn stock_variant(base: &Path, dir: &Path, variant: &str) {
         )
         .unwrap(),
         other => panic!("no stock variant {other}"),
+    }
+}
+
+/// The three commands on an app nobody here wrote: `create-next-app`'s template (its Google
+/// Fonts import dropped, nothing else), `init --app`, `deploy`, and `deploy` again under load,
+/// with `next start` as `init` set it up; then a release whose home page throws is refused.
+#[test]
+fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::uninitialised(pm2, "relman-e2e-stock-journey");
+    let source = deploy.root.parent().unwrap().join("app");
+    create_next_app(&source);
+    drop_google_fonts(&source);
+    let port = deploy.port.to_string();
+    deploy
+        .relman(&[
+            "init",
+            "--app",
+            &deploy.app,
+            "--port",
+            &port,
+            "--source",
+            source.to_str().unwrap(),
+        ])
+        .success();
+    deploy.relman(&["deploy", "--id", "a"]).success();
+    deploy.assert_live("a");
+
+    // No slow requests here: the stock app has no slow route, and nothing is added to it.
+    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 0,
+        max_duration: Duration::from_secs(600),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let page = source.join("app/page.js");
+    let text = std::fs::read_to_string(&page).unwrap();
+    std::fs::write(&page, text.replace("To get started", "To begin")).unwrap();
+    let report = deploy.relman(&["deploy", "--id", "b", "--json"]).json(0);
+    assert_eq!(report["build"]["reused_node_modules"], true, "{report}");
+    deploy.assert_live("b");
+    stock_variant_in_place(&source, "throws");
+    let report = deploy.relman(&["deploy", "--id", "c", "--json"]).json(3);
+    assert_eq!(report["activate"]["result"], "rejected", "{report}");
+    deploy.assert_live("b");
+    let stats = load.stop();
+    eprintln!("load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 500,
+        "too little load to prove anything: {stats:?}"
+    );
+
+    let checks = deploy.relman(&["doctor", "--json"]).json(0);
+    for check in checks.as_array().unwrap() {
+        assert_eq!(check["level"], "OK", "{check}");
     }
 }
 

@@ -9,7 +9,7 @@ use crate::config::{CONFIG_FILE, Config, TEMPLATE};
 use crate::error::{Error, Result};
 use crate::fs::lock::{RootLock, lock_root};
 use crate::id::ReleaseId;
-use crate::scaffold::{self, AppSpec, Detected};
+use crate::scaffold::{self, AppKind, AppSpec, Detected, NEXT_SERVER_FILE};
 
 /// A deploy root, by its canonical path.
 #[derive(Debug, Clone)]
@@ -235,15 +235,21 @@ impl DeployRoot {
             Ok(())
         };
         let config = match (app, &detected) {
-            (Some(app), Some(detected)) => {
-                scaffold::render_config(TEMPLATE, &scaffold::config_keys(app, detected))
-            }
+            (Some(app), Some(detected)) => scaffold::render_config(
+                TEMPLATE,
+                &scaffold::config_keys(app, detected, &root.path.join(NEXT_SERVER_FILE)),
+            ),
             _ => TEMPLATE.to_owned(),
         };
         write(root.path.join(CONFIG_FILE), &config)?;
         if let (Some(app), Some(detected)) = (app, &detected) {
-            let ecosystem = scaffold::render_ecosystem(app, detected, &root.current_link());
+            let next_server = root.path.join(NEXT_SERVER_FILE);
+            let ecosystem =
+                scaffold::render_ecosystem(app, detected, &root.current_link(), &next_server);
             write(root.ecosystem_file(), &ecosystem)?;
+            if detected.kind == AppKind::Next {
+                write(next_server, scaffold::NEXT_SERVER)?;
+            }
         }
         crate::fs::sync_dir(&root.path)?;
         let report = InitReport {

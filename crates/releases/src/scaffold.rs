@@ -1,6 +1,8 @@
 //! `relman init --app NAME --port PORT [--source DIR]`: a `relman.toml` with the keys an app
 //! needs set (Next.js ones when the source depends on `next`), and an `ecosystem.config.js`
-//! that PM2 starts the app from, `cwd` = `ROOT/current`.
+//! that PM2 starts the app from, `cwd` = `ROOT/current`. For a Next.js app, also
+//! `next-server.js` beside them: the server PM2 and the preflight run, which loads `next` from
+//! the release and drains on a reload (see that file), so the app stays stock.
 //!
 //! Everything is decided from the source's `package.json` and lockfile, read here once into
 //! [`Detected`]; the two files are rendered from it, so what `init` writes is unit-tested
@@ -9,6 +11,12 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::{Error, Result};
+
+/// The server `init` writes for a Next.js app, in the deploy root.
+pub const NEXT_SERVER_FILE: &str = "next-server.js";
+
+/// Its text.
+pub(crate) const NEXT_SERVER: &str = include_str!("next-server.js");
 
 /// What `init --app` is asked for.
 #[derive(Debug, Clone)]
@@ -174,7 +182,9 @@ impl Detected {
     /// A line for the operator: what was decided and from what.
     pub fn describe(&self) -> String {
         let kind = match &self.kind {
-            AppKind::Next => "a Next.js app (`next build`, `next start`)".to_owned(),
+            AppKind::Next => {
+                "a Next.js app (`next build`, served by a draining `next-server.js`)".to_owned()
+            }
             AppKind::Node { script, .. } => format!("a Node.js server (PM2 runs `{script}`)"),
         };
         format!("{kind}, installed with `{}`", self.manager.install())
@@ -185,6 +195,7 @@ impl Detected {
 pub(crate) fn config_keys(
     spec: &AppSpec,
     detected: &Detected,
+    next_server: &Utf8Path,
 ) -> Vec<(&'static str, &'static str, toml::Value)> {
     let text = |s: &str| toml::Value::String(s.to_owned());
     let mut keys = Vec::new();
@@ -196,7 +207,7 @@ pub(crate) fn config_keys(
         AppKind::Next => (
             detected.manager.run_build(),
             vec![text(".next/BUILD_ID")],
-            "node_modules/.bin/next start -p {port}".to_owned(),
+            format!("node {}", shell_word(next_server.as_str())),
         ),
         AppKind::Node {
             script,
@@ -222,6 +233,18 @@ pub(crate) fn config_keys(
         text(&format!("http://127.0.0.1:{}/", spec.port)),
     ));
     keys
+}
+
+/// `word` for `sh -c`: as it is when it holds nothing the shell reads, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,@%=".contains(&b));
+    if plain && !word.is_empty() {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// The commented template with `keys` set: each `# key = default` line of its section becomes
@@ -264,15 +287,17 @@ pub(crate) fn render_config(
 /// `ecosystem.config.js` for PM2: cluster mode, two workers, `cwd` = `ROOT/current` itself (a
 /// reload then starts each new worker in whatever `current` names), and the timeouts a
 /// zero-downtime reload needs.
-pub(crate) fn render_ecosystem(spec: &AppSpec, detected: &Detected, current: &Utf8Path) -> String {
+pub(crate) fn render_ecosystem(
+    spec: &AppSpec,
+    detected: &Detected,
+    current: &Utf8Path,
+    next_server: &Utf8Path,
+) -> String {
     let js = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
     let port = spec.port;
-    let (script, args) = match &detected.kind {
-        AppKind::Next => (
-            "node_modules/next/dist/bin/next".to_owned(),
-            format!("\n      args: {},", js(&format!("start -p {port}"))),
-        ),
-        AppKind::Node { script, .. } => (script.clone(), String::new()),
+    let script = match &detected.kind {
+        AppKind::Next => next_server.to_string(),
+        AppKind::Node { script, .. } => script.clone(),
     };
     format!(
         r#"// PM2's ecosystem file for "{name}", written by `relman init`. relman starts the app from it
@@ -284,7 +309,7 @@ module.exports = {{
       // The symlink itself, never a resolved release: each reloaded worker starts in the
       // release `current` names at that moment.
       cwd: {cwd},
-      script: {script},{args}
+      script: {script},
       // Cluster mode with two or more workers: a reload then replaces one worker at a time
       // while the others serve. In fork mode a reload is a restart and drops requests.
       exec_mode: "cluster",
@@ -322,6 +347,16 @@ mod tests {
     }
 
     #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(
+            shell_word("/srv/web/next-server.js"),
+            "/srv/web/next-server.js"
+        );
+        assert_eq!(shell_word("/srv/my web/x.js"), "'/srv/my web/x.js'");
+        assert_eq!(shell_word("/a'b"), r"'/a'\''b'");
+    }
+
+    #[test]
     fn app_names_are_checked() {
         for good in ["web", "my-app.v2", "a", "shop_1"] {
             assert!(AppName::parse(good).is_ok(), "{good}");
@@ -335,7 +370,11 @@ mod tests {
 
     #[test]
     fn next_config_sets_build_preflight_and_probe() {
-        let keys = config_keys(&spec(Some("/srv/src")), &Detected::assumed());
+        let keys = config_keys(
+            &spec(Some("/srv/src")),
+            &Detected::assumed(),
+            Utf8Path::new("/srv/web/next-server.js"),
+        );
         let text = render_config(TEMPLATE, &keys);
         let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
         assert_eq!(config.source.path, "/srv/src");
@@ -343,10 +382,7 @@ mod tests {
         assert_eq!(config.build.command, "npm run build");
         assert_eq!(config.build.expect, [".next/BUILD_ID"]);
         assert_eq!(config.pm2.app, "web");
-        assert_eq!(
-            config.preflight.command,
-            "node_modules/.bin/next start -p {port}"
-        );
+        assert_eq!(config.preflight.command, "node /srv/web/next-server.js");
         assert_eq!(config.preflight.url, "http://127.0.0.1:{port}/");
         assert_eq!(config.verify.url, "http://127.0.0.1:3000/");
         // Every key was found in the template: as many set lines as keys.
@@ -366,7 +402,10 @@ mod tests {
             },
             manager: PackageManager::Pnpm,
         };
-        let text = render_config(TEMPLATE, &config_keys(&spec(None), &detected));
+        let text = render_config(
+            TEMPLATE,
+            &config_keys(&spec(None), &detected, Utf8Path::new("/x/next-server.js")),
+        );
         let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
         assert_eq!(config.build.install, "pnpm install --frozen-lockfile");
         assert_eq!(config.build.command, "");
@@ -381,14 +420,14 @@ mod tests {
             &spec(None),
             &Detected::assumed(),
             Utf8Path::new("/srv/web/current"),
+            Utf8Path::new("/srv/web/next-server.js"),
         );
         assert!(text.contains(r#"cwd: "/srv/web/current","#), "{text}");
         assert!(text.contains(r#"exec_mode: "cluster","#), "{text}");
         assert!(
-            text.contains(r#"script: "node_modules/next/dist/bin/next","#),
+            text.contains(r#"script: "/srv/web/next-server.js","#),
             "{text}"
         );
-        assert!(text.contains(r#"args: "start -p 3000","#), "{text}");
         assert!(text.contains(r#"PORT: "3000","#), "{text}");
     }
 
