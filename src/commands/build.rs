@@ -56,7 +56,7 @@ pub(super) fn show_event(event: BuildEvent<'_>, interactive: bool) {
 /// `sealed release ID: N files, SIZE[, node_modules reused]`.
 pub(super) fn sealed_line(report: &relman_releases::BuildReport) -> String {
     format!(
-        "sealed release {}: {} files, {}{}",
+        "sealed release {}: {} files, {}{}{}",
         report.id,
         report.files,
         ui::bytes(report.bytes),
@@ -64,6 +64,10 @@ pub(super) fn sealed_line(report: &relman_releases::BuildReport) -> String {
             ", node_modules reused"
         } else {
             ""
-        }
+        },
+        report
+            .warm_cache_from
+            .as_ref()
+            .map_or_else(String::new, |id| format!(", build cache from {id}"))
     )
 }

@@ -3495,3 +3495,63 @@ fn completions_and_the_man_page_come_from_the_command_line_itself() {
     assert!(run.stderr.contains("possible values"), "{run}");
     assert!(!sb.root.exists(), "nothing created");
 }
+
+#[test]
+fn a_next_build_starts_from_the_newest_releases_build_cache_when_lockfile_and_next_match() {
+    // A stand-in for Next.js: the install writes `node_modules/next/package.json` with the
+    // version in the source's NEXT file; the build counts its runs in `.next/cache/turbopack`
+    // and writes an image cache as a running app would.
+    let install = r#"mkdir -p node_modules/next && printf '{"version":"%s"}' "$(cat NEXT)" > node_modules/next/package.json"#;
+    let command = r#"mkdir -p .next/cache/turbopack .next/cache/images build && n=$(cat .next/cache/turbopack/runs 2>/dev/null || echo 0) && echo $((n + 1)) > .next/cache/turbopack/runs && echo x > .next/cache/images/$RELMAN_RELEASE && echo "$RELMAN_RELEASE" > build/BUILD_ID"#;
+    let sb = Sandbox::with_config(&config(install, command, ""));
+    let src = sb.path("src");
+    write_file(&src.join("package-lock.json"), "{}\n");
+    write_file(&src.join("NEXT"), "16.4.3");
+    let runs = |id: &str| read_file(&sb.release_dir(id).join(".next/cache/turbopack/runs"));
+    let images = |id: &str| {
+        let mut names: Vec<String> = fs::read_dir(sb.release_dir(id).join(".next/cache/images"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    build_ok(&sb, &src, "a");
+    assert_eq!(runs("a"), "1\n", "the first build is cold");
+    let run = build_ok(&sb, &src, "b");
+    assert!(run.stderr.contains("build cache from a"), "{run}");
+    assert_eq!(runs("b"), "2\n", "the second starts from a's cache");
+    assert_eq!(
+        images("b"),
+        ["b"],
+        "the running app's caches are not carried"
+    );
+    let seal: Value = serde_json::from_str(&read_file(
+        &sb.release_dir("b").join(".relman/release.json"),
+    ))
+    .unwrap();
+    assert_eq!(seal["warm_cache_from"], "a");
+    // The release the cache came from is unchanged, and still verifies.
+    assert_eq!(runs("a"), "1\n");
+    sb.relman(&["verify", "a"]).ok();
+
+    // Another Next.js version under the same lockfile (installed afresh, not reused): cold.
+    sb.write_config(&config(install, command, "reuse_node_modules = false"));
+    write_file(&src.join("NEXT"), "16.5.0");
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "c", "--json"]);
+    run.ok();
+    assert_eq!(run.json()["warm_cache_from"], Value::Null, "{run}");
+    assert_eq!(runs("c"), "1\n");
+    sb.write_config(&config(install, command, ""));
+    // Another lockfile: cold.
+    write_file(&src.join("package-lock.json"), "{\"changed\":1}\n");
+    build_ok(&sb, &src, "d");
+    assert_eq!(runs("d"), "1\n");
+    // --no-reuse: cold.
+    build_ok(&sb, &src, "e");
+    assert_eq!(runs("e"), "2\n");
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "f", "--no-reuse"]);
+    run.ok();
+    assert_eq!(runs("f"), "1\n", "{run}");
+}

@@ -17,6 +17,7 @@ use relman_sys::process::{Signal, signal_group, signal_process};
 use support::snapshot_tree;
 
 use crate::support;
+use crate::transcript;
 use serde_json::Value;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -156,21 +157,31 @@ interval_ms = 300
         }
     }
 
-    fn relman(&self, args: &[&str]) -> Run {
-        // `pm2` on the PATH is the pinned one, as `pm2.bin`'s default expects.
+    /// What relman runs with: this deploy's `PM2_HOME`, and a `PATH` with `relman` and the
+    /// pinned `pm2` first (as `pm2.bin`'s default expects).
+    fn env(&self) -> Vec<(String, String)> {
+        let relman = Path::new(env!("CARGO_BIN_EXE_relman")).parent().unwrap();
         let path = std::env::join_paths(
-            std::iter::once(self.pm2.bin.parent().unwrap().to_owned()).chain(
-                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-            ),
+            [relman.to_owned(), self.pm2.bin.parent().unwrap().to_owned()]
+                .into_iter()
+                .chain(std::env::split_paths(
+                    &std::env::var_os("PATH").unwrap_or_default(),
+                )),
         )
         .unwrap();
+        vec![
+            ("PM2_HOME".into(), self.pm2.home.display().to_string()),
+            ("PATH".into(), path.to_string_lossy().into_owned()),
+            ("NEXT_TELEMETRY_DISABLED".into(), "1".into()),
+        ]
+    }
+
+    fn relman(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_relman"))
             .args(args)
             .arg("--root")
             .arg(&self.root)
-            .env("PM2_HOME", &self.pm2.home)
-            .env("PATH", path)
-            .env("NEXT_TELEMETRY_DISABLED", "1")
+            .envs(self.env())
             .env_remove("RELMAN_ROOT")
             .output()
             .unwrap();
@@ -1265,52 +1276,71 @@ fn stock_variant_in_place(dir: &Path, variant: &str) {
     }
 }
 
-/// The three commands on an app nobody here wrote: `create-next-app`'s template (its Google
-/// Fonts import dropped, nothing else), `init --app`, `deploy`, and `deploy` again under load,
-/// with `next start` as `init` set it up; then a release whose home page throws is refused.
+/// The three commands on an app nobody here wrote, exactly as the README's Quick start runs
+/// them (its transcripts replayed, and held to what they show): `create-next-app`'s template
+/// (its Google Fonts import dropped, nothing else), `init --app`, `deploy`, and `deploy` again
+/// under load with not one failed request, then the README's bad releases: a build that fails,
+/// a home page that throws (refused, exit 3), a rollback.
 #[test]
 fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands() {
     let Some(pm2) = prerequisites() else { return };
-    let deploy = Deploy::uninitialised(pm2, "relman-e2e-stock-journey");
-    let source = deploy.root.parent().unwrap().join("app");
+    let deploy = Deploy::uninitialised(pm2, "web");
+    let source = deploy.root.parent().unwrap().join("src");
     create_next_app(&source);
     drop_google_fonts(&source);
-    let port = deploy.port.to_string();
-    deploy
-        .relman(&[
-            "init",
-            "--app",
-            &deploy.app,
-            "--port",
-            &port,
-            "--source",
-            source.to_str().unwrap(),
-        ])
-        .success();
-    deploy.relman(&["deploy", "--id", "a"]).success();
-    deploy.assert_live("a");
-
-    // No slow requests here: the stock app has no slow route, and nothing is added to it.
-    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers: 0,
-        max_duration: Duration::from_secs(600),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    let page = source.join("app/page.js");
-    let text = std::fs::read_to_string(&page).unwrap();
-    std::fs::write(&page, text.replace("To get started", "To begin")).unwrap();
-    let report = deploy.relman(&["deploy", "--id", "b", "--json"]).json(0);
-    assert_eq!(report["build"]["reused_node_modules"], true, "{report}");
-    deploy.assert_live("b");
-    stock_variant_in_place(&source, "throws");
-    let report = deploy.relman(&["deploy", "--id", "c", "--json"]).json(3);
-    assert_eq!(report["activate"]["result"], "rejected", "{report}");
-    deploy.assert_live("b");
-    let stats = load.stop();
+    let mut steps = transcript::block("README.md", "relman init --root /srv/web");
+    steps.extend(transcript::block("README.md", "/srv/src/web/app/page.js"));
+    let swaps = [
+        ("/srv/src/web", source.display().to_string()),
+        ("/srv/web", deploy.root.display().to_string()),
+        ("3000", deploy.port.to_string()),
+    ];
+    let mut env = deploy.env();
+    let mut load = None;
+    let (mut deploys, mut refused) = (0, 0);
+    for step in &steps {
+        if let Some((key, value)) = step
+            .command
+            .strip_prefix("export ")
+            .and_then(|a| a.split_once('='))
+        {
+            let mut value = value.to_owned();
+            for (from, to) in &swaps {
+                value = value.replace(from, to);
+            }
+            env.push((key.to_owned(), value));
+            continue;
+        }
+        let (code, output) = transcript::run(step, &swaps, &env);
+        assert_eq!(code, step.expected_code(), "$ {}\n{output}", step.command);
+        transcript::assert_matches(step, &output);
+        let live = deploy.current().trim_start_matches("releases/").to_owned();
+        if step.command.starts_with("relman deploy") || step.command.starts_with("relman rollback")
+        {
+            // Whatever the exit code, every worker runs what `current` names.
+            deploy.assert_live(&live);
+            refused += usize::from(code == 3);
+        }
+        if step.command.starts_with("relman deploy") && code == 0 {
+            deploys += 1;
+            if deploys == 1 {
+                // Under load from here on. No slow requests: the stock app has no slow route,
+                // and nothing is added to it.
+                let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+                load = Some(Load::start(LoadConfig {
+                    keepalive_workers: 4,
+                    fresh_workers: 2,
+                    slow_workers: 0,
+                    max_duration: Duration::from_secs(600),
+                    ..LoadConfig::new(addr)
+                }));
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    assert!(deploys >= 2, "the Quick start deploys twice");
+    assert!(refused >= 1, "the README shows a release refused");
+    let stats = load.expect("load ran").stop();
     eprintln!("load: {stats:?}");
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
     assert!(

@@ -10,7 +10,8 @@
 //!   failpoint;
 //! - [`build_git`], [`build_signals`]: `build --git`, and a build interrupted by signals;
 //! - [`durability`]: the order of fsync and rename, read from `strace`;
-//! - [`e2e`]: real PM2, real Node, real Next.js apps and real load, random kills.
+//! - [`e2e`]: real PM2, real Node, real Next.js apps and real load, random kills;
+//! - [`transcript`]: the docs' console transcripts, replayed and held to what they show.
 #![forbid(unsafe_code)]
 
 mod activate;
@@ -20,3 +21,4 @@ mod cli;
 mod durability;
 mod e2e;
 mod support;
+mod transcript;

@@ -76,6 +76,8 @@ pub struct BuildReport {
     pub state: State,
     /// Whether `node_modules` was copied from the newest sealed release.
     pub reused_node_modules: bool,
+    /// The release whose Next.js build cache (`.next/cache`) the build started from.
+    pub warm_cache_from: Option<ReleaseId>,
     /// Milliseconds per step.
     pub durations_ms: BTreeMap<String, u64>,
     /// Files in the manifest.
@@ -343,6 +345,16 @@ fn claim(
     Err(Error::Build("could not find a free release ID".into()))
 }
 
+/// What the running app writes under `.next/cache`: never carried into another build.
+const RUNTIME_CACHES: [&str; 2] = ["images", "fetch-cache"];
+
+/// The version of Next.js installed in `dir`, from `node_modules/next/package.json`.
+fn next_version(dir: &Utf8Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("node_modules/next/package.json")).ok()?;
+    let package: serde_json::Value = serde_json::from_str(&text).ok()?;
+    package["version"].as_str().map(str::to_owned)
+}
+
 struct Builder<'a> {
     root: &'a DeployRoot,
     config: &'a Config,
@@ -385,6 +397,11 @@ impl Builder<'_> {
             self.timed("install", |b| b.shell("install", &install))?;
         }
         crate::failpoint::hit("build-after-install");
+        let warm_cache_from = if request.no_reuse {
+            None
+        } else {
+            self.timed("cache", |b| b.carry_build_cache(lockfile_hash.as_deref()))?
+        };
         let command = self.config.build.command.clone();
         self.timed("build", |b| b.shell("build", &command))?;
         crate::failpoint::hit("build-after-build");
@@ -402,6 +419,7 @@ impl Builder<'_> {
             lockfile_hash,
             node_version,
             reused_node_modules: reused,
+            warm_cache_from: warm_cache_from.clone(),
             durations_ms: durations,
             manifest_exclude: Some(self.config.manifest.exclude.clone()),
             manifest_runtime: Some(self.config.manifest.runtime.clone()),
@@ -414,6 +432,7 @@ impl Builder<'_> {
             id: self.id.clone(),
             state: State::Sealed,
             reused_node_modules: reused,
+            warm_cache_from,
             durations_ms: self.durations.clone(),
             files: seal.files,
             bytes,
@@ -552,6 +571,52 @@ impl Builder<'_> {
         self.log
             .write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
         Ok(true)
+    }
+
+    /// Next.js's build cache (`.next/cache`) of the newest sealed release, copied into this one
+    /// before the build when both have the same lockfile and the same Next.js, so `next build`
+    /// starts warm. Only what `next build` wrote there is carried: the caches the running app
+    /// writes (`images`, `fetch-cache`) stay behind. Returns the release it came from.
+    fn carry_build_cache(&mut self, lockfile_hash: Option<&str>) -> Result<Option<ReleaseId>> {
+        let Some(lockfile_hash) = lockfile_hash else {
+            return Ok(None);
+        };
+        let Some(next) = next_version(self.dir) else {
+            return Ok(None);
+        };
+        let releases = store::releases(self.root)?;
+        let Some(newest) = releases.iter().find(|r| r.state == State::Sealed) else {
+            return Ok(None);
+        };
+        let from = newest.dir.join(".next/cache");
+        let same = newest
+            .seal
+            .as_ref()
+            .is_some_and(|seal| seal.lockfile_hash.as_deref() == Some(lockfile_hash))
+            && next_version(&newest.dir).as_deref() == Some(next.as_str());
+        if !same || !from.is_dir() || from.is_symlink() {
+            return Ok(None);
+        }
+        let to = self.dir.join(".next/cache");
+        if to.exists() || to.is_symlink() {
+            // The source brought its own (a `.next` it should not have): leave it be.
+            return Ok(None);
+        }
+        crate::fs::create_dir_all(&to)?;
+        let exclude = Exclude {
+            names: Vec::new(),
+            paths: RUNTIME_CACHES.iter().map(Utf8PathBuf::from).collect(),
+        };
+        let stats = copy_tree(&from, &to, &exclude)?;
+        self.log_copy("the Next.js build cache", stats);
+        self.log.write(
+            format!(
+                "relman: carried .next/cache from release {} (next {next})\n",
+                newest.id
+            )
+            .as_bytes(),
+        );
+        Ok(Some(newest.id.clone()))
     }
 
     fn shell(&mut self, what: &str, script: &str) -> Result<()> {

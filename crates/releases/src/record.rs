@@ -56,6 +56,9 @@ pub struct Seal {
     pub node_version: Option<String>,
     /// Whether `node_modules` was copied from an earlier release instead of installed.
     pub reused_node_modules: bool,
+    /// The release whose `.next/cache` this build started from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_cache_from: Option<ReleaseId>,
     /// Milliseconds per build step.
     pub durations_ms: BTreeMap<String, u64>,
     /// The `manifest.exclude` the manifest was made with; `verify` uses it, so changing the

@@ -1,0 +1,156 @@
+//! The console transcripts of the docs, run for real and compared with what they show.
+//!
+//! A transcript is a ```` ```console ```` block: `$ COMMAND` lines, each followed by what it
+//! printed (stdout and stderr together, as a terminal shows them). [`replay`] runs every command
+//! through `sh -c` in a scratch setting (the docs' paths and port swapped for the test's own),
+//! and [`assert_matches`] holds the block to the output: line for line, with every run of
+//! digits read as one number (IDs, pids, durations, ports and sizes differ from run to run)
+//! and a line `…` standing for any number of lines (a build's own output, say). A command
+//! that ends in `# exit N` must exit with N, any other with 0.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// One command of a transcript and what it printed.
+#[derive(Debug)]
+pub struct Step {
+    /// The command, as the docs write it.
+    pub command: String,
+    /// The lines the docs show under it.
+    pub shown: Vec<String>,
+}
+
+/// The ```` ```console ```` block of `file` (relative to the repository) whose first command
+/// contains `marker`.
+pub fn block(file: &str, marker: &str) -> Vec<Step> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```console" {
+            continue;
+        }
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        if !body
+            .first()
+            .is_some_and(|first| first.starts_with("$ ") && first.contains(marker))
+        {
+            continue;
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        for line in body {
+            match line.strip_prefix("$ ") {
+                Some(command) => steps.push(Step {
+                    command: command.to_owned(),
+                    shown: Vec::new(),
+                }),
+                None => steps
+                    .last_mut()
+                    .expect("a block starts with a command")
+                    .shown
+                    .push(line.to_owned()),
+            }
+        }
+        return steps;
+    }
+    panic!("{file} has no console block starting with a command containing {marker:?}");
+}
+
+/// The docs' names and the test's: each `from` is replaced by its `to` in every command, and
+/// each `to` by its `from` in what the commands print.
+pub type Swaps<'a> = &'a [(&'a str, String)];
+
+impl Step {
+    /// The exit code the docs give the command: `# exit N` at its end, else 0.
+    pub fn expected_code(&self) -> i32 {
+        self.command
+            .rsplit_once("# exit ")
+            .and_then(|(_, code)| code.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Runs `step`'s command with `sh -c` (after `swaps`), `env` added, stdout and stderr into one
+/// stream as a terminal shows them. Returns the exit code and the output, swapped back.
+pub fn run(step: &Step, swaps: Swaps<'_>, env: &[(String, String)]) -> (i32, String) {
+    let mut command = step.command.clone();
+    for (from, to) in swaps {
+        command = command.replace(from, to);
+    }
+    let out = tempfile::tempfile().unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out.try_clone().unwrap())
+        .status()
+        .unwrap();
+    let mut out = out;
+    use std::io::{Read, Seek};
+    out.rewind().unwrap();
+    let mut text = String::new();
+    out.read_to_string(&mut text).unwrap();
+    for (from, to) in swaps {
+        text = text.replace(to.as_str(), from);
+    }
+    (status.code().unwrap_or(-1), text)
+}
+
+/// Every run of digits as `N`: what may differ between two real runs.
+fn normalised(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_number = false;
+    for c in line.trim_end().chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Fails unless `output` is what `step` shows, as the module says.
+pub fn assert_matches(step: &Step, output: &str) {
+    let actual: Vec<String> = output.lines().map(normalised).collect();
+    let shown: Vec<String> = step.shown.iter().map(|l| normalised(l)).collect();
+    if !matches(&shown, &actual) {
+        panic!(
+            "the docs' transcript of `$ {}` no longer matches a real run\n--- the docs show ---\n{}\n--- the run printed ---\n{}",
+            step.command,
+            step.shown.join("\n"),
+            output
+        );
+    }
+}
+
+/// `shown` against `actual`, `…` matching any number of lines.
+fn matches(shown: &[String], actual: &[String]) -> bool {
+    match shown.split_first() {
+        None => actual.is_empty(),
+        Some((first, rest)) if first.trim() == "…" => {
+            (0..=actual.len()).any(|skip| matches(rest, &actual[skip..]))
+        }
+        Some((first, rest)) => actual
+            .split_first()
+            .is_some_and(|(line, more)| line == first && matches(rest, more)),
+    }
+}
+
+#[test]
+fn matching_reads_digits_as_numbers_and_an_ellipsis_as_any_lines() {
+    let lines = |text: &str| text.lines().map(normalised).collect::<Vec<_>>();
+    assert!(matches(
+        &lines("building release 20261129091432\n…\nsealed in 12 ms"),
+        &lines("building release 20261130000000\n> next build\nok\nsealed in 7 ms"),
+    ));
+    assert!(matches(&lines("a\n…"), &lines("a")));
+    assert!(!matches(&lines("a\nb"), &lines("a\nc")));
+    assert!(!matches(&lines("a"), &lines("a\nb")));
+}
