@@ -10,7 +10,9 @@
 #     at kill_timeout (from PM2's own log).
 #  2. A whole `relman deploy` (build, preflight, roll, probe, prune) against what it wraps, done
 #     by hand in place: `npm run build` (next build) in a checkout that already has node_modules,
-#     then `pm2 reload APP`. DEPLOY_RUNS of each, interleaved.
+#     then `pm2 reload APP`. DEPLOY_RUNS of each, interleaved; and as many cold builds
+#     (`relman build --no-reuse`: no build cache) to set the `next build` step of a deploy,
+#     which starts from the previous release's `.next/cache`, against.
 #
 # usage: bench/next.sh        (RELOADS=10, DEPLOY_RUNS=3)
 #        REPORT_ONLY=1 bench/next.sh   prints the report again from .bench/next/results/
@@ -151,9 +153,10 @@ wait_serving
 INPLACE="$WORK/inplace"
 cp -a "$SRC" "$INPLACE"
 (cd "$INPLACE" && npm ci --no-audit --no-fund) >>"$WORK/setup.log" 2>&1
-printf 'what\trun\twall_s\tbuild_s\treload_s\n' >"$DEPLOYS"
+printf 'what\trun\twall_s\tbuild_s\treload_s\tnext_build_s\n' >"$DEPLOYS"
+secs_of() { awk -v ms="$1" 'BEGIN { printf "%.3f", ms / 1000 }'; }
 for ((i = 1; i <= DEPLOY_RUNS; i++)); do
-  if ((i % 2)); then order=(relman bare); else order=(bare relman); fi
+  if ((i % 2)); then order=(relman bare cold); else order=(cold bare relman); fi
   for what in "${order[@]}"; do
     case $what in
       relman)
@@ -161,9 +164,16 @@ for ((i = 1; i <= DEPLOY_RUNS; i++)); do
         out=$("$RELMAN" --root "$ROOT" --json deploy --id "deploy-$i" 2>>"$WORK/deploy.log") ||
           die "relman deploy failed: $out"
         secs=$(elapsed "$start" "$(now)")
-        printf 'relman\t%s\t%s\t%s\t%s\n' "$i" "$secs" \
-          "$(awk -v ms="$(json_get build.durations_ms.total <<<"$out")" 'BEGIN { printf "%.3f", ms / 1000 }')" \
-          "$(awk -v ms="$(json_get activate.durations_ms.total <<<"$out")" 'BEGIN { printf "%.3f", ms / 1000 }')" >>"$DEPLOYS"
+        printf 'relman\t%s\t%s\t%s\t%s\t%s\n' "$i" "$secs" \
+          "$(secs_of "$(json_get build.durations_ms.total <<<"$out")")" \
+          "$(secs_of "$(json_get activate.durations_ms.total <<<"$out")")" \
+          "$(secs_of "$(json_get build.durations_ms.build <<<"$out")")" >>"$DEPLOYS"
+        ;;
+      cold)
+        out=$("$RELMAN" --root "$ROOT" --json build --no-reuse --id "cold-$i" 2>>"$WORK/deploy.log") ||
+          die "relman build --no-reuse failed: $out"
+        printf 'cold\t%s\t\t%s\t\t%s\n' "$i" "$(secs_of "$(json_get durations_ms.total <<<"$out")")" \
+          "$(secs_of "$(json_get durations_ms.build <<<"$out")")" >>"$DEPLOYS"
         ;;
       bare)
         start=$(now)
@@ -171,8 +181,8 @@ for ((i = 1; i <= DEPLOY_RUNS; i++)); do
         mid=$(now)
         pm2 reload "$APP" || die "pm2 reload failed"
         end=$(now)
-        printf 'bare\t%s\t%s\t%s\t%s\n' "$i" "$(elapsed "$start" "$end")" "$(elapsed "$start" "$mid")" \
-          "$(elapsed "$mid" "$end")" >>"$DEPLOYS"
+        printf 'bare\t%s\t%s\t%s\t%s\t%s\n' "$i" "$(elapsed "$start" "$end")" "$(elapsed "$start" "$mid")" \
+          "$(elapsed "$mid" "$end")" "$(elapsed "$start" "$mid")" >>"$DEPLOYS"
         ;;
     esac
     wait_serving
@@ -227,3 +237,7 @@ echo "| --- | ---: | ---: | ---: |"
 echo "| \`relman deploy\` (fresh release, node_modules reused, preflight, worker-by-worker roll with proofs, probe, prune) | $(median "${r_wall[@]}") | $(median "${r_build[@]}") | $(median "${r_act[@]}") |"
 echo "| \`npm run build\` in place + \`pm2 reload APP\` (no gate) | $(median "${b_wall[@]}") | $(median "${b_build[@]}") | $(median "${b_reload[@]}") |"
 echo "| ratio | $(ratio "$(median "${r_wall[@]}")" "$(median "${b_wall[@]}")") | | |"
+mapfile -t r_next < <(col "$DEPLOYS" relman 6)
+mapfile -t c_next < <(col "$DEPLOYS" cold 6)
+echo
+echo "The \`next build\` step alone (\`build.command\`), medians in seconds: cold (\`relman build --no-reuse\`, no \`.next/cache\`) $(median "${c_next[@]}"), warm (in \`relman deploy\`, the previous release's \`.next/cache\` carried) $(median "${r_next[@]}"): warm / cold = $(ratio "$(median "${r_next[@]}")" "$(median "${c_next[@]}")")."

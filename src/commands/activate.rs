@@ -70,10 +70,12 @@ pub(super) fn tell(report: &ActivateReport) {
     } else {
         // A reason over several lines (a preflight's output after its first line) is printed
         // whole and in order; the error line after it repeats the first.
+        let mut summary = summary(report);
         if let Some(reason) = report.reason().filter(|r| r.contains('\n')) {
             ui::say(reason.trim_end());
+            summary = summary.replace("; its last output:", "; its last output is above");
         }
-        ui::say(format!("error: {}", summary(report)));
+        ui::say(format!("error: {summary}"));
     }
 }
 

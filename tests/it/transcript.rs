@@ -98,11 +98,31 @@ pub fn run(step: &Step, swaps: Swaps<'_>, env: &[(String, String)]) -> (i32, Str
     (status.code().unwrap_or(-1), text)
 }
 
-/// Every run of digits as `N`: what may differ between two real runs.
+/// Every run of digits as `N`, and every hex word of 7 or more characters (a commit) as `N`
+/// too: what may differ between two real runs.
 fn normalised(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
+    let line = line.trim_end();
+    let mut words = String::with_capacity(line.len());
+    let mut rest = line;
+    while !rest.is_empty() {
+        // A word of ASCII letters and digits, or else one character.
+        let end = match rest.find(|c: char| !c.is_ascii_alphanumeric()) {
+            Some(0) => rest.chars().next().map_or(1, char::len_utf8),
+            Some(end) => end,
+            None => rest.len(),
+        };
+        let (word, tail) = rest.split_at(end);
+        let hex = word.len() >= 7
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && word.bytes().any(|b| b.is_ascii_alphabetic());
+        words.push_str(if hex { "0" } else { word });
+        rest = tail;
+    }
+    let mut out = String::with_capacity(words.len());
     let mut in_number = false;
-    for c in line.trim_end().chars() {
+    for c in words.chars() {
         if c.is_ascii_digit() {
             if !in_number {
                 out.push('N');
@@ -153,4 +173,9 @@ fn matching_reads_digits_as_numbers_and_an_ellipsis_as_any_lines() {
     assert!(matches(&lines("a\n…"), &lines("a")));
     assert!(!matches(&lines("a\nb"), &lines("a\nc")));
     assert!(!matches(&lines("a"), &lines("a\nb")));
+    assert!(matches(
+        &lines("a  518f5a5a67  336.0 MiB"),
+        &lines("a  0c1d2e3f40  335.9 MiB")
+    ));
+    assert!(!matches(&lines("deploy"), &lines("deploys")));
 }
