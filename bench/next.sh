@@ -15,10 +15,10 @@
 #     which starts from the previous release's `.next/cache`, against.
 #
 # usage: bench/next.sh        (RELOADS=10, DEPLOY_RUNS=3)
-#        REPORT_ONLY=1 bench/next.sh   prints the report again from .bench/next/results/
+#        REPORT_ONLY=1 bench/next.sh   prints the report again from $TMPDIR/relman-bench-next/results/
 #
 # PM2 runs with its own PM2_HOME under a temp dir and is killed at the end; everything else
-# lives under .bench/next/ (gitignored). Markdown on stdout, progress on stderr.
+# lives under $TMPDIR/relman-bench-next/ (BENCH_DIR). Markdown on stdout, progress on stderr.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -26,7 +26,9 @@ source "$(dirname "$0")/lib.sh"
 RELOADS=${RELOADS:-10}
 DEPLOY_RUNS=${DEPLOY_RUNS:-3}
 LOAD_ARGS=(--keepalive 4 --fresh 2 --slow 1 --slow-ms 800 --seconds 1800)
-WORK=${BENCH_DIR:-$REPO/.bench/next}
+# Outside the repository: a lockfile in a parent directory (this repository has one) makes
+# Next.js take that directory as its workspace root, and a carried build cache then misses.
+WORK=${BENCH_DIR:-${TMPDIR:-/tmp}/relman-bench-next}
 ROOT="$WORK/root"
 APP="relman-bench-next-$$"
 SERVERS="$WORK/results/servers.tsv"
@@ -95,7 +97,7 @@ wait_serving() {
     sleep 0.2
   done
 }
-kills() { grep -c 'SIGKILL' "$PM2_HOME/pm2.log" 2>/dev/null || true; }
+kills() { grep -c 'still alive after' "$PM2_HOME/pm2.log" 2>/dev/null || true; }
 
 # --- 1. next start against next-server.js -------------------------------------------------
 printf 'server\treloads\tok\tfailed\tretried\tsigkilled\tactivate_rc\tfailures\n' >"$SERVERS"

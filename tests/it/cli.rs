@@ -3413,9 +3413,23 @@ fn init_for_an_app_writes_its_config_and_ecosystem_file_and_never_overwrites_the
     next: relman --root [TMP]/root deploy
     ");
     let config = read_file(&sb.root.join("relman.toml"));
-    let set: Vec<&str> = config
+    // The Server Actions key is random: its value is shown as [KEY].
+    let set: Vec<String> = config
         .lines()
         .filter(|l| !l.starts_with('#') && l.contains(" = "))
+        .map(
+            |l| match l.split_once("NEXT_SERVER_ACTIONS_ENCRYPTION_KEY = \"") {
+                Some((head, rest)) => {
+                    let key = rest.split('"').next().unwrap();
+                    assert_eq!(key.len(), 44, "32 bytes in base64: {l}");
+                    format!(
+                        "{head}NEXT_SERVER_ACTIONS_ENCRYPTION_KEY = \"[KEY]{}",
+                        &rest[key.len()..]
+                    )
+                }
+                None => l.to_owned(),
+            },
+        )
         .collect();
     let set = set
         .join("\n")
@@ -3425,12 +3439,27 @@ fn init_for_an_app_writes_its_config_and_ecosystem_file_and_never_overwrites_the
     install = "pnpm install --frozen-lockfile" # empty: skip
     command = "pnpm run build"     # empty: skip
     expect = [".next/BUILD_ID"]    # paths that must exist after the build
+    env = { NEXT_SERVER_ACTIONS_ENCRYPTION_KEY = "[KEY]" } # extra environment for both commands
     app = "web"                    # the PM2 app name; empty: no reload
     command = "node [TMP]/root/next-server.js" # e.g. "node_modules/.bin/next start -p {port}"; empty: no preflight
     url = "http://127.0.0.1:{port}/" # e.g. "http://127.0.0.1:{port}/api/health"
     url = "http://127.0.0.1:3000/" # e.g. "http://127.0.0.1:3000/api/health"; empty: no probe
     "#);
     let ecosystem = read_file(&sb.root.join("ecosystem.config.js"));
+    // The key is in both files, which are then the owner's alone.
+    let key_line = config
+        .lines()
+        .find(|l| l.contains("NEXT_SERVER_ACTIONS_ENCRYPTION_KEY"))
+        .unwrap();
+    let key = key_line.split('"').nth(1).unwrap();
+    assert!(
+        ecosystem.contains(&format!("NEXT_SERVER_ACTIONS_ENCRYPTION_KEY: \"{key}\"")),
+        "{ecosystem}"
+    );
+    for file in ["relman.toml", "ecosystem.config.js"] {
+        assert_eq!(mode_of(&sb.root.join(file)) & 0o777, 0o600, "{file}");
+    }
+    assert_eq!(mode_of(&sb.root.join("next-server.js")) & 0o777, 0o644);
     assert!(
         ecosystem.contains(&format!("cwd: \"{}\",", sb.root.join("current").display())),
         "{ecosystem}"

@@ -1368,6 +1368,73 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     for check in checks.as_array().unwrap() {
         assert_eq!(check["level"], "OK", "{check}");
     }
+    let names: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    for name in ["server", "node", "actions_key"] {
+        assert!(
+            names.contains(&name),
+            "doctor checks {name} for Next.js: {names:?}"
+        );
+    }
+
+    // The same app as many run it by hand: `next start`, no Server Actions key. doctor says
+    // what is wrong and how to fix it.
+    let ecosystem = deploy.root.join("ecosystem.config.js");
+    let text = std::fs::read_to_string(&ecosystem).unwrap();
+    let by_hand: String = text
+        .lines()
+        .filter(|l| !l.contains("NEXT_SERVER_ACTIONS_ENCRYPTION_KEY"))
+        .map(|l| {
+            if l.trim_start().starts_with("script:") {
+                format!(
+                    "      script: \"node_modules/next/dist/bin/next\", args: \"start -p {}\",",
+                    deploy.port
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let by_hand_file = deploy.root.parent().unwrap().join("by-hand.config.js");
+    std::fs::write(&by_hand_file, by_hand).unwrap();
+    assert!(deploy.pm2.cmd(&["delete", "web"]).status.success());
+    assert!(
+        deploy
+            .pm2
+            .cmd(&["start", by_hand_file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let url = format!("http://127.0.0.1:{}/", deploy.port);
+    support::wait_for("next start to answer", Duration::from_secs(30), || {
+        answers(&url).then_some(())
+    });
+    let checks = deploy.relman(&["doctor", "--json"]).json(0);
+    for (name, says) in [
+        ("server", "next start"),
+        (
+            "actions_key",
+            "NEXT_SERVER_ACTIONS_ENCRYPTION_KEY is not set",
+        ),
+    ] {
+        let check = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"));
+        assert_eq!(check["level"], "WARN", "{check}");
+        assert!(check["message"].as_str().unwrap().contains(says), "{check}");
+        assert!(
+            check["fix"].as_str().is_some_and(|f| !f.is_empty()),
+            "{check}"
+        );
+    }
 }
 
 #[test]

@@ -221,6 +221,9 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                 if let Some(endpoint) = crate::host::Endpoint::of_url(&config.verify.url) {
                     port_check(&mut push, &endpoint, &instances);
                 }
+                if let Some(id) = &current {
+                    next_checks(&mut push, root, id, &instances);
+                }
             }
         }
     }
@@ -300,6 +303,95 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
         ),
     }
     checks
+}
+
+/// For a Next.js release: which server PM2 runs, the Node.js it runs under against the one
+/// the release was built with, and the Server Actions key.
+fn next_checks(
+    push: &mut dyn FnMut(&'static str, Level, String, Option<String>),
+    root: &DeployRoot,
+    id: &relman_releases::ReleaseId,
+    instances: &[crate::pm2::Instance],
+) {
+    let dir = root.release_dir(id);
+    if !dir.join(".next/BUILD_ID").is_file() {
+        return;
+    }
+    let first = instances.first();
+    let script = first.and_then(|i| i.script.as_deref()).unwrap_or("?");
+    let fix_server = Some(format!(
+        "serve it with a draining server: `relman init --app NAME --port PORT` writes `next-server.js` (in a scratch root if this one is set up: copy the file beside `{}`), set `script` to it in the ecosystem file, then `pm2 delete` and `pm2 start` it",
+        root.path().join("ecosystem.config.js")
+    ));
+    if script.ends_with("next/dist/bin/next") {
+        push(
+            "server",
+            Level::Warn,
+            "PM2 runs `next start`: on a reload its old workers keep their keep-alive sockets until PM2 SIGKILLs them at kill_timeout, and requests hang (docs/benchmarks.md)".into(),
+            fix_server,
+        );
+    } else if script.ends_with(relman_releases::NEXT_SERVER_FILE) {
+        push(
+            "server",
+            Level::Ok,
+            format!("PM2 runs `{script}`, which drains on a reload"),
+            None,
+        );
+    } else if script.contains(".next/standalone") {
+        push(
+            "server",
+            Level::Warn,
+            format!(
+                "PM2 runs the standalone server `{script}`: how it drains under PM2's cluster mode is not measured by relman"
+            ),
+            fix_server,
+        );
+    } else {
+        push(
+            "server",
+            Level::Ok,
+            format!(
+                "PM2 runs the custom server `{script}` (make sure it drains: docs/guide.md, section 3)"
+            ),
+            None,
+        );
+    }
+
+    let built = store::sealed_release(root, id)
+        .ok()
+        .and_then(|r| r.seal.and_then(|s| s.node_version));
+    let running = first.and_then(|i| i.node_version.clone());
+    match (built, running) {
+        (Some(built), Some(running)) if built.trim_start_matches('v') == running => push(
+            "node",
+            Level::Ok,
+            format!("{id} was built with Node.js {built} and runs under it"),
+            None,
+        ),
+        (Some(built), Some(running)) => push(
+            "node",
+            Level::Warn,
+            format!("{id} was built with Node.js {built} but PM2 runs it under v{running}: native modules and Next.js's build output may not match"),
+            Some("run relman and PM2 with the same `node` (PM2 uses the one it was started with: `pm2 update` after changing it), then build again".into()),
+        ),
+        _ => {}
+    }
+
+    if instances.iter().all(|i| i.actions_key) {
+        push(
+            "actions_key",
+            Level::Ok,
+            format!("{} is set for the app", relman_releases::ACTIONS_KEY_ENV),
+            None,
+        );
+    } else {
+        push(
+            "actions_key",
+            Level::Warn,
+            format!("{} is not set for the app: every build makes its own key, so a Server Action posted from a page of an earlier release (an open tab, or the other worker during a roll) fails", relman_releases::ACTIONS_KEY_ENV),
+            Some("generate one (`openssl rand -base64 32`), set it in `build.env` in relman.toml and in the ecosystem file's `env`, then `pm2 delete` and `pm2 start` the app (`relman init --app` does this for a new root)".into()),
+        );
+    }
 }
 
 /// Who serves the probed port: the daemon relman drives, or another one (the multi-daemon

@@ -117,6 +117,12 @@ pub struct Instance {
     pub listen_timeout: Option<u64>,
     /// Whether PM2 waits for a `ready` message instead of the listen.
     pub wait_ready: bool,
+    /// The script PM2 runs (`pm_exec_path`).
+    pub script: Option<String>,
+    /// The Node.js version PM2 runs it with, without the `v`.
+    pub node_version: Option<String>,
+    /// Whether the app's environment sets `NEXT_SERVER_ACTIONS_ENCRYPTION_KEY`.
+    pub actions_key: bool,
 }
 
 impl Instance {
@@ -150,6 +156,12 @@ struct RawEnv {
     listen_timeout: Option<u64>,
     #[serde(default, deserialize_with = "lenient_bool")]
     wait_ready: bool,
+    #[serde(default)]
+    pm_exec_path: Option<String>,
+    #[serde(default)]
+    node_version: Option<String>,
+    #[serde(default, rename = "NEXT_SERVER_ACTIONS_ENCRYPTION_KEY")]
+    actions_key: Option<serde_json::Value>,
 }
 
 /// A number PM2 may hold as a string when it came from its command line (`--listen-timeout`).
@@ -189,6 +201,12 @@ pub(crate) fn parse_processes(value: serde_json::Value) -> Result<Vec<Instance>,
                 kill_timeout: p.pm2_env.kill_timeout,
                 listen_timeout: p.pm2_env.listen_timeout,
                 wait_ready: p.pm2_env.wait_ready,
+                script: p.pm2_env.pm_exec_path,
+                node_version: p.pm2_env.node_version,
+                actions_key: p
+                    .pm2_env
+                    .actions_key
+                    .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())),
             })
         })
         .collect())

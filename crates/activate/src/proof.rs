@@ -265,6 +265,9 @@ pub(crate) mod fakes {
             kill_timeout: Some(10_000),
             listen_timeout: None,
             wait_ready: false,
+            script: Some("/srv/web/current/server.js".into()),
+            node_version: Some("20.20.2".into()),
+            actions_key: false,
         }
     }
 

@@ -42,5 +42,7 @@ pub use id::ReleaseId;
 pub use prune::{Protected, PruneReport, prune};
 pub use record::{Seal, Source};
 pub use root::{DeployRoot, ECOSYSTEM_FILE, InitReport};
-pub use scaffold::{AppKind, AppName, AppSpec, Detected, NEXT_SERVER_FILE, PackageManager};
+pub use scaffold::{
+    ACTIONS_KEY_ENV, AppKind, AppName, AppSpec, Detected, NEXT_SERVER_FILE, PackageManager,
+};
 pub use store::{Release, State};

@@ -225,30 +225,50 @@ impl DeployRoot {
                 created.push(dir);
             }
         }
-        let mut write = |file: Utf8PathBuf, contents: &str| -> Result<()> {
+        let mut write = |file: Utf8PathBuf, contents: &str, mode: u32| -> Result<()> {
             if file.exists() || file.is_symlink() {
                 kept.push(file);
             } else {
-                crate::fs::create_new(&file, contents.as_bytes())?;
+                crate::fs::create_new_with_mode(&file, contents.as_bytes(), mode)?;
                 created.push(file);
             }
             Ok(())
         };
+        let config_file = root.path.join(CONFIG_FILE);
+        let next_server = root.path.join(NEXT_SERVER_FILE);
+        // A Next.js app gets a Server Actions key, in both files or in neither: only when
+        // both are written now.
+        let actions_key = match (app, &detected) {
+            (Some(_), Some(detected))
+                if detected.kind == AppKind::Next
+                    && !config_file.exists()
+                    && !root.ecosystem_file().exists() =>
+            {
+                Some(scaffold::actions_key()?)
+            }
+            _ => None,
+        };
+        // A file that holds the key is the owner's alone.
+        let mode = if actions_key.is_some() { 0o600 } else { 0o644 };
         let config = match (app, &detected) {
             (Some(app), Some(detected)) => scaffold::render_config(
                 TEMPLATE,
-                &scaffold::config_keys(app, detected, &root.path.join(NEXT_SERVER_FILE)),
+                &scaffold::config_keys(app, detected, &next_server, actions_key.as_deref()),
             ),
             _ => TEMPLATE.to_owned(),
         };
-        write(root.path.join(CONFIG_FILE), &config)?;
+        write(config_file, &config, mode)?;
         if let (Some(app), Some(detected)) = (app, &detected) {
-            let next_server = root.path.join(NEXT_SERVER_FILE);
-            let ecosystem =
-                scaffold::render_ecosystem(app, detected, &root.current_link(), &next_server);
-            write(root.ecosystem_file(), &ecosystem)?;
+            let ecosystem = scaffold::render_ecosystem(
+                app,
+                detected,
+                &root.current_link(),
+                &next_server,
+                actions_key.as_deref(),
+            );
+            write(root.ecosystem_file(), &ecosystem, mode)?;
             if detected.kind == AppKind::Next {
-                write(next_server, scaffold::NEXT_SERVER)?;
+                write(next_server, scaffold::NEXT_SERVER, 0o644)?;
             }
         }
         crate::fs::sync_dir(&root.path)?;

@@ -191,11 +191,48 @@ impl Detected {
     }
 }
 
-/// The keys `init --app` sets in the template, section by section.
+/// The Server Actions key a Next.js app gets from `init`: 32 random bytes, base64. Without a
+/// fixed key every `next build` makes its own, and a Server Action posted from a page of the
+/// previous release (an open tab, or the other worker during a roll) cannot be decrypted.
+pub(crate) fn actions_key() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|err| Error::io("failed to read", Utf8PathBuf::from("/dev/urandom"), err))?;
+    Ok(base64(&bytes))
+}
+
+/// Standard base64 with padding (RFC 4648), what Next.js expects for the key.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The environment variable of that key.
+pub const ACTIONS_KEY_ENV: &str = "NEXT_SERVER_ACTIONS_ENCRYPTION_KEY";
+
+/// The keys `init --app` sets in the template, section by section. `actions_key`: for a
+/// Next.js app, set in `build.env` (the key goes into the build).
 pub(crate) fn config_keys(
     spec: &AppSpec,
     detected: &Detected,
     next_server: &Utf8Path,
+    actions_key: Option<&str>,
 ) -> Vec<(&'static str, &'static str, toml::Value)> {
     let text = |s: &str| toml::Value::String(s.to_owned());
     let mut keys = Vec::new();
@@ -224,6 +261,11 @@ pub(crate) fn config_keys(
     };
     keys.push(("build", "command", text(command)));
     keys.push(("build", "expect", toml::Value::Array(expect)));
+    if let Some(key) = actions_key {
+        let mut env = toml::map::Map::new();
+        env.insert(ACTIONS_KEY_ENV.to_owned(), text(key));
+        keys.push(("build", "env", toml::Value::Table(env)));
+    }
     keys.push(("pm2", "app", text(spec.name.as_str())));
     keys.push(("preflight", "command", text(&preflight)));
     keys.push(("preflight", "url", text("http://127.0.0.1:{port}/")));
@@ -292,6 +334,7 @@ pub(crate) fn render_ecosystem(
     detected: &Detected,
     current: &Utf8Path,
     next_server: &Utf8Path,
+    actions_key: Option<&str>,
 ) -> String {
     let js = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
     let port = spec.port;
@@ -299,6 +342,12 @@ pub(crate) fn render_ecosystem(
         AppKind::Next => next_server.to_string(),
         AppKind::Node { script, .. } => script.clone(),
     };
+    let key = actions_key.map_or_else(String::new, |key| {
+        format!(
+            "\n        // The same key as `build.env` in relman.toml: Server Actions from pages of an\n        // earlier release keep working.\n        {ACTIONS_KEY_ENV}: {},",
+            js(key)
+        )
+    });
     format!(
         r#"// PM2's ecosystem file for "{name}", written by `relman init`. relman starts the app from it
 // at the first activation; after a change here: `pm2 delete {name}`, `pm2 start` this file.
@@ -320,7 +369,7 @@ module.exports = {{
       listen_timeout: 10000,
       env: {{
         NODE_ENV: "production",
-        PORT: "{port}",
+        PORT: "{port}",{key}
       }},
     }},
   ],
@@ -357,6 +406,23 @@ mod tests {
     }
 
     #[test]
+    fn base64_is_rfc_4648() {
+        for (bytes, text) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foobar", "Zm9vYmFy"),
+            (&[0xff, 0xfe, 0xfd], "//79"),
+        ] {
+            assert_eq!(base64(bytes), text);
+        }
+        let key = actions_key().unwrap();
+        assert_eq!(key.len(), 44);
+        assert_ne!(key, actions_key().unwrap());
+    }
+
+    #[test]
     fn app_names_are_checked() {
         for good in ["web", "my-app.v2", "a", "shop_1"] {
             assert!(AppName::parse(good).is_ok(), "{good}");
@@ -374,6 +440,7 @@ mod tests {
             &spec(Some("/srv/src")),
             &Detected::assumed(),
             Utf8Path::new("/srv/web/next-server.js"),
+            Some("a2V5"),
         );
         let text = render_config(TEMPLATE, &keys);
         let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
@@ -385,6 +452,10 @@ mod tests {
         assert_eq!(config.preflight.command, "node /srv/web/next-server.js");
         assert_eq!(config.preflight.url, "http://127.0.0.1:{port}/");
         assert_eq!(config.verify.url, "http://127.0.0.1:3000/");
+        assert_eq!(
+            config.build.env.get(ACTIONS_KEY_ENV).map(String::as_str),
+            Some("a2V5")
+        );
         // Every key was found in the template: as many set lines as keys.
         let set = text
             .lines()
@@ -404,7 +475,12 @@ mod tests {
         };
         let text = render_config(
             TEMPLATE,
-            &config_keys(&spec(None), &detected, Utf8Path::new("/x/next-server.js")),
+            &config_keys(
+                &spec(None),
+                &detected,
+                Utf8Path::new("/x/next-server.js"),
+                None,
+            ),
         );
         let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
         assert_eq!(config.build.install, "pnpm install --frozen-lockfile");
@@ -421,6 +497,11 @@ mod tests {
             &Detected::assumed(),
             Utf8Path::new("/srv/web/current"),
             Utf8Path::new("/srv/web/next-server.js"),
+            Some("a2V5"),
+        );
+        assert!(
+            text.contains(r#"NEXT_SERVER_ACTIONS_ENCRYPTION_KEY: "a2V5","#),
+            "{text}"
         );
         assert!(text.contains(r#"cwd: "/srv/web/current","#), "{text}");
         assert!(text.contains(r#"exec_mode: "cluster","#), "{text}");

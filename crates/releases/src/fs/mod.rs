@@ -62,10 +62,15 @@ pub fn atomic_write(path: &Utf8Path, contents: &[u8]) -> Result<()> {
 
 /// Writes a new file (mode 0644 before umask) that must not exist yet, durably.
 pub(crate) fn create_new(path: &Utf8Path, contents: &[u8]) -> Result<()> {
+    create_new_with_mode(path, contents, 0o644)
+}
+
+/// The same, with `mode` (before umask): 0600 for a file that holds a secret.
+pub(crate) fn create_new_with_mode(path: &Utf8Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .open(path)
         .at("failed to create", path)?;
     file.write_all(contents)
