@@ -3314,7 +3314,7 @@ fn what_the_operator_reads_is_stable() {
     exit code: 2
     --- stdout ---
     --- stderr ---
-    error: invalid config `[TMP]/root/relman.toml`: `build.instal` (line 2): unknown field `instal`, expected one of `install`, `command`, `expect`, `env`, `timeout_secs`, `reuse_node_modules`
+    error: invalid config `[TMP]/root/relman.toml`: `build.instal` (line 2): unknown field `instal`, expected one of `install`, `command`, `expect`, `env`, `timeout_secs`, `reuse_node_modules`, `static_from`
     ");
 }
 
@@ -3583,4 +3583,57 @@ fn a_next_build_starts_from_the_newest_releases_build_cache_when_lockfile_and_ne
     let run = sb.relman(&["build", "--source", s(&src), "--id", "f", "--no-reuse"]);
     run.ok();
     assert_eq!(runs("f"), "1\n", "{run}");
+}
+
+#[test]
+fn a_build_adds_the_static_files_of_the_releases_before_it_and_never_replaces_its_own() {
+    // A stand-in for `next build`: a chunk named after the release, a shared file every build
+    // writes, and the deployment id it was given.
+    let command = r#"mkdir -p .next/static/chunks build && echo "$RELMAN_RELEASE" > ".next/static/chunks/$RELMAN_RELEASE.js" && echo "$RELMAN_RELEASE" > .next/static/shared.js && echo "$NEXT_DEPLOYMENT_ID" > build/dpl && if [ -e LINK ]; then rm -rf .next/static/chunks && ln -s "$(cat LINK)" .next/static/chunks; fi && echo "$RELMAN_RELEASE" > build/BUILD_ID"#;
+    let sb = Sandbox::with_config(&config("", command, "static_from = 1"));
+    let src = sb.path("src");
+    write_file(&src.join("index.js"), "\n");
+    let read = |id: &str, path: &str| read_file(&sb.release_dir(id).join(path));
+    for id in ["a", "b", "c"] {
+        build_ok(&sb, &src, id);
+        assert_eq!(
+            read(id, "build/dpl"),
+            format!("{id}\n"),
+            "NEXT_DEPLOYMENT_ID"
+        );
+    }
+    // b got a's chunk; c got b's (and with it a's, which b carries) but none replaced its own.
+    assert_eq!(read("b", ".next/static/chunks/a.js"), "a\n");
+    assert_eq!(read("c", ".next/static/chunks/b.js"), "b\n");
+    assert_eq!(read("c", ".next/static/chunks/a.js"), "a\n");
+    assert_eq!(read("c", ".next/static/shared.js"), "c\n");
+    // The added files are part of the release: it verifies.
+    sb.relman(&["verify", "c"]).ok();
+
+    // static_from = 0: nothing is added.
+    sb.write_config(&config("", command, "static_from = 0"));
+    build_ok(&sb, &src, "d");
+    assert!(
+        !sb.release_dir("d")
+            .join(".next/static/chunks/c.js")
+            .exists()
+    );
+
+    // A build that made `chunks` a symlink out of its release: nothing is written through it.
+    sb.write_config(&config("", command, "static_from = 2"));
+    let outside = sb.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    write_file(&src.join("LINK"), s(&outside));
+    build_ok(&sb, &src, "e");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside the release"
+    );
+
+    // A bound on the key.
+    sb.write_config(&config("", command, "static_from = 51"));
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "f"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("build.static_from"), "{run}");
 }

@@ -1356,6 +1356,19 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     }
     assert!(deploys >= 2, "the Quick start deploys twice");
     assert!(refused >= 1, "the README shows a release refused");
+
+    // Skew protection: two releases whose home page is a client component that differs, so
+    // each has a chunk of its own; once the second is live, the first one's chunks still load.
+    for (id, text) in [("client-1", "one"), ("client-2", "two")] {
+        std::fs::write(
+            source.join("app/page.js"),
+            format!("'use client';\n\nexport default function Home() {{\n  return <button onClick={{() => console.log('{text}')}}>{text}</button>;\n}}\n"),
+        )
+        .unwrap();
+        deploy.relman(&["deploy", "--id", id]).success();
+        deploy.assert_live(id);
+    }
+    assert_skew_protected(&deploy, "client-1", "client-2");
     let stats = load.expect("load ran").stop();
     eprintln!("load: {stats:?}");
     assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
@@ -1435,6 +1448,82 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
             "{check}"
         );
     }
+}
+
+/// Skew protection, with `new` live and `old` the release before it: every `/_next/static`
+/// file of `old` answers 200 from `new`'s workers (some of them exist only because the build
+/// added them), and `new`'s pages carry its deployment id.
+fn assert_skew_protected(deploy: &Deploy, old: &str, new: &str) {
+    let static_dir = deploy.root.join("releases").join(old).join(".next/static");
+    let log = std::fs::read_to_string(
+        deploy
+            .root
+            .join("releases")
+            .join(new)
+            .join(".relman/build.log"),
+    )
+    .unwrap();
+    let added: u64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("relman: added "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        added > 0,
+        "the build of {new} added no static file of {old}:\n{log}"
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut checked = 0;
+    for entry in walkdir_files(&static_dir) {
+        let relative = entry.strip_prefix(&static_dir).unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/_next/static/{}",
+            deploy.port,
+            relative.display()
+        );
+        let status = agent
+            .get(&url)
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 200, "{url}: a tab still on {old} asks {new} for it");
+        checked += 1;
+    }
+    assert!(checked > 0, "{old} has static files");
+    let page = agent
+        .get(&format!("http://127.0.0.1:{}/", deploy.port))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains(&format!("dpl={new}")),
+        "the page of {new} carries its deployment id"
+    );
+}
+
+/// Every regular file below `dir`.
+fn walkdir_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
 }
 
 #[test]

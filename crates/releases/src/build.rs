@@ -406,6 +406,7 @@ impl Builder<'_> {
         self.timed("build", |b| b.shell("build", &command))?;
         crate::failpoint::hit("build-after-build");
         self.timed("check", |b| b.check_expected())?;
+        self.timed("static", |b| b.carry_static())?;
         let (manifest, bytes) = self.timed("manifest", |b| b.write_manifest())?;
         crate::failpoint::hit("build-after-manifest");
 
@@ -619,6 +620,47 @@ impl Builder<'_> {
         Ok(Some(newest.id.clone()))
     }
 
+    /// Skew protection: the `.next/static` files of the `build.static_from` newest sealed
+    /// releases, added to this one where it lacks them (never replacing its own). Once this
+    /// release is live, a browser tab still on an older one asks it for that release's chunks
+    /// and gets them, instead of a 404 that breaks its next navigation.
+    fn carry_static(&mut self) -> Result<()> {
+        let to = self.dir.join(".next/static");
+        let limit = self.config.build.static_from;
+        if limit == 0 || !std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        let releases = store::releases(self.root)?;
+        let mut total = crate::fs::copy::CopyStats::default();
+        let mut from_ids = Vec::new();
+        for release in releases
+            .iter()
+            .filter(|r| r.state == State::Sealed && r.id != *self.id)
+            .take(limit)
+        {
+            let from = release.dir.join(".next/static");
+            if !std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let stats = crate::fs::copy::add_missing(&from, &to)?;
+            total.files += stats.files;
+            total.bytes += stats.bytes;
+            from_ids.push(release.id.to_string());
+        }
+        if !from_ids.is_empty() {
+            self.log.write(
+                format!(
+                    "relman: added {} static files ({} bytes) of {} that this build lacks\n",
+                    total.files,
+                    total.bytes,
+                    from_ids.join(", ")
+                )
+                .as_bytes(),
+            );
+        }
+        Ok(())
+    }
+
     fn shell(&mut self, what: &str, script: &str) -> Result<()> {
         if script.is_empty() {
             self.log
@@ -632,6 +674,9 @@ impl Builder<'_> {
             .current_dir(self.dir)
             .env("RELMAN_RELEASE", self.id.as_str())
             .env("RELMAN_ROOT", self.root.path())
+            // Next.js's deployment id: a tab whose release is no longer live reloads fully on
+            // its next navigation instead of mixing two releases (`build.env` may override).
+            .env("NEXT_DEPLOYMENT_ID", self.id.as_str())
             .envs(&self.config.build.env);
         self.command(&format!("{what} command `{script}`"), command)
     }

@@ -45,6 +45,8 @@ pub struct BuildConfig {
     pub env: BTreeMap<String, String>,
     pub timeout_secs: u64,
     pub reuse_node_modules: bool,
+    /// How many earlier sealed releases' `.next/static` files a build adds where it lacks them.
+    pub static_from: usize,
 }
 
 impl Default for BuildConfig {
@@ -56,6 +58,7 @@ impl Default for BuildConfig {
             env: BTreeMap::new(),
             timeout_secs: 1800,
             reuse_node_modules: true,
+            static_from: 4,
         }
     }
 }
@@ -270,6 +273,12 @@ impl Config {
         }
         crate::manifest::RuntimeFiles::new(&self.manifest.runtime)
             .map_err(|why| format!("`manifest.runtime` {why}"))?;
+        if self.build.static_from > MAX_STATIC_FROM {
+            return Err(format!(
+                "`build.static_from` is {}; at most {MAX_STATIC_FROM} earlier releases' static files are added to a build",
+                self.build.static_from
+            ));
+        }
         for (key, value) in [
             ("build.timeout_secs", self.build.timeout_secs),
             ("pm2.timeout_secs", self.pm2.timeout_secs),
@@ -411,6 +420,9 @@ pub(crate) fn check_relative(path: &str) -> Result<(), &'static str> {
 /// The longest `build.timeout_secs`, `pm2.timeout_secs` and `preflight.timeout_secs`: 7 days.
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 60 * 60;
 
+/// The most earlier releases whose `.next/static` files a build adds.
+pub const MAX_STATIC_FROM: usize = 50;
+
 /// The longest `verify.timeout_ms` and `verify.interval_ms`: 1 hour.
 pub const MAX_VERIFY_MS: u64 = 60 * 60 * 1000;
 
@@ -476,6 +488,7 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 # env = {}                     # extra environment for both commands
 # timeout_secs = 1800
 # reuse_node_modules = true    # copy node_modules from the newest sealed release when the lockfile and node match
+# static_from = 4              # Next.js: add the .next/static files of this many earlier releases, so open tabs keep working
 
 [shared]
 # paths = []                   # e.g. [".env.production", "public/uploads"], linked to ROOT/shared/

@@ -14,6 +14,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::{Error, IoContext, Result};
+use crate::fs::create_dir;
 
 /// What to leave out of a copy.
 #[derive(Debug, Default, Clone)]
@@ -92,6 +93,37 @@ pub(crate) fn copy_tree(
         }
     }
     Ok(stats)
+}
+
+/// Copies into `dest` every regular file under `source` that `dest` lacks at the same relative
+/// path, never replacing anything and never writing through a symlink: a directory on the way
+/// that is a symlink in `dest` (a build could have made one) skips what lies below it.
+pub(crate) fn add_missing(source: &Utf8Path, dest: &Utf8Path) -> Result<CopyStats> {
+    let mut files = Vec::new();
+    let mut walk = walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = entry.map_err(|err| walk_error(source, err))?;
+        let from = Utf8Path::from_path(entry.path())
+            .ok_or_else(|| Error::NonUtf8Path(entry.path().display().to_string()))?;
+        let relative = from.strip_prefix(source).expect("walked below the source");
+        let to = dest.join(relative);
+        let existing = fs::symlink_metadata(&to);
+        if entry.file_type().is_dir() {
+            match existing {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => walk.skip_current_dir(),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    create_dir(&to).at("failed to create directory", &to)?;
+                }
+                Err(err) => return Err(Error::io("failed to inspect", to, err)),
+            }
+        } else if entry.file_type().is_file() && existing.is_err() {
+            files.push((from.to_owned(), to));
+        }
+    }
+    copy_files(&files)
 }
 
 fn copy_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
