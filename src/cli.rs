@@ -97,7 +97,7 @@ pub(crate) struct BuildArgs {
     /// Name the release instead of using the UTC timestamp
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
-    /// Always run the install command, never copy node_modules from an earlier release
+    /// Build from scratch: run the install command and build cold, never copying node_modules or the Next.js build cache from an earlier release
     #[arg(long)]
     pub(crate) no_reuse: bool,
 }
