@@ -1387,7 +1387,13 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    for name in ["server", "node", "actions_key"] {
+    for name in [
+        "server",
+        "node",
+        "actions_key",
+        "deployment_id",
+        "listen_timeout",
+    ] {
         assert!(
             names.contains(&name),
             "doctor checks {name} for Next.js: {names:?}"

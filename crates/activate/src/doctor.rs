@@ -221,6 +221,7 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                 if let Some(endpoint) = crate::host::Endpoint::of_url(&config.verify.url) {
                     port_check(&mut push, &endpoint, &instances);
                 }
+                listen_check(&mut push, root, &instances);
                 if let Some(id) = &current {
                     next_checks(&mut push, root, id, &instances);
                 }
@@ -305,6 +306,70 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
     checks
 }
 
+/// `listen_timeout` against the slowest worker of the last good activation: PM2 stops waiting
+/// for a new worker at `listen_timeout`, and relman's proof gives up 3 s later.
+fn listen_check(
+    push: &mut dyn FnMut(&'static str, Level, String, Option<String>),
+    root: &DeployRoot,
+    instances: &[crate::pm2::Instance],
+) {
+    let Some(listen) = instances
+        .iter()
+        .map(crate::pm2::Instance::listen_timeout)
+        .min()
+    else {
+        return;
+    };
+    let listen_ms = u64::try_from(listen.as_millis()).unwrap_or(u64::MAX);
+    let slowest = relman_releases::history::read(root)
+        .ok()
+        .and_then(|entries| {
+            entries.iter().rev().find_map(|e| {
+                (e.result == relman_releases::history::Outcome::Ok)
+                    .then(|| e.durations_ms.get(crate::roll::SLOWEST_WORKER).copied())
+                    .flatten()
+                    .map(|ms| (e.to.clone(), ms))
+            })
+        });
+    let (level, message, fix) = judge_listen_timeout(
+        listen_ms,
+        slowest.as_ref().map(|(id, ms)| (id.as_str(), *ms)),
+    );
+    push("listen_timeout", level, message, fix);
+}
+
+/// The verdict of [`listen_check`]: WARN when the slowest worker took 80% of `listen_timeout`
+/// or more, so a somewhat slower boot (a cold disk, a busy host) would be cut off.
+fn judge_listen_timeout(
+    listen_ms: u64,
+    slowest: Option<(&str, u64)>,
+) -> (Level, String, Option<String>) {
+    match slowest {
+        None => (
+            Level::Ok,
+            format!("listen_timeout {listen_ms} ms (no activation measured yet)"),
+            None,
+        ),
+        Some((id, ms)) if ms.saturating_mul(5) < listen_ms.saturating_mul(4) => (
+            Level::Ok,
+            format!(
+                "listen_timeout {listen_ms} ms; the slowest worker of the last activation ({id}) served after {ms} ms"
+            ),
+            None,
+        ),
+        Some((id, ms)) => (
+            Level::Warn,
+            format!(
+                "listen_timeout {listen_ms} ms, but the slowest worker of the last activation ({id}) took {ms} ms to serve: a slower boot would be given up on"
+            ),
+            Some(format!(
+                "set `listen_timeout` to at least {} in the ecosystem file, then `pm2 delete` and `pm2 start` it",
+                ms.saturating_mul(2).div_ceil(1000) * 1000
+            )),
+        ),
+    }
+}
+
 /// For a Next.js release: which server PM2 runs, the Node.js it runs under against the one
 /// the release was built with, and the Server Actions key.
 fn next_checks(
@@ -375,6 +440,34 @@ fn next_checks(
             Some("run relman and PM2 with the same `node` (PM2 uses the one it was started with: `pm2 update` after changing it), then build again".into()),
         ),
         _ => {}
+    }
+
+    // The deployment id the build gave Next.js, from its routes manifest.
+    let deployment_id = std::fs::read(dir.join(".next/routes-manifest.json"))
+        .ok()
+        .filter(|bytes| bytes.len() < 16 << 20)
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|manifest| manifest["deploymentId"].as_str().map(str::to_owned))
+        .filter(|id| !id.is_empty());
+    match deployment_id {
+        Some(deployment) if deployment == id.as_str() => push(
+            "deployment_id",
+            Level::Ok,
+            format!("{id} was built with its ID as Next.js's deployment id: tabs of older releases reload on their next navigation"),
+            None,
+        ),
+        Some(deployment) => push(
+            "deployment_id",
+            Level::Ok,
+            format!("{id} was built with the deployment id \"{deployment}\" (from next.config): give each build its own, or tabs of older releases mix two releases"),
+            None,
+        ),
+        None => push(
+            "deployment_id",
+            Level::Warn,
+            format!("{id} was built without a Next.js deployment id: a tab opened on an older release navigates into this one without reloading, mixing the two"),
+            Some("build it again with this relman (it sets NEXT_DEPLOYMENT_ID to the release ID), or set `deploymentId` in next.config".into()),
+        ),
     }
 
     if instances.iter().all(|i| i.actions_key) {
@@ -469,4 +562,25 @@ fn is_current_link(root: &DeployRoot, pm_cwd: Option<&str>) -> bool {
 
 fn free_bytes(path: &str) -> Option<u64> {
     relman_sys::fs::free_bytes(std::path::Path::new(path)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_timeout_is_held_against_the_slowest_worker() {
+        let (level, message, fix) = judge_listen_timeout(10_000, None);
+        assert_eq!(level, Level::Ok, "{message}");
+        assert!(fix.is_none());
+        let (level, message, _) = judge_listen_timeout(10_000, Some(("a", 3_000)));
+        assert_eq!(level, Level::Ok, "{message}");
+        assert!(message.contains("3000 ms"), "{message}");
+        let (level, message, _) = judge_listen_timeout(3_000, Some(("a", 2_300)));
+        assert_eq!(level, Level::Ok, "{message}");
+        let (level, message, fix) = judge_listen_timeout(3_000, Some(("b", 2_400)));
+        assert_eq!(level, Level::Warn, "{message}");
+        assert!(message.contains("(b) took 2400 ms"), "{message}");
+        assert!(fix.unwrap().contains("at least 5000"));
+    }
 }

@@ -25,6 +25,9 @@ use crate::pm2::{ExecMode, Instance, Pm2, Pm2Control, Pm2State};
 use crate::proof::{self, Reloaded, Target, Watch};
 use crate::session::Session;
 
+/// The key of `durations_ms` that holds the slowest proven worker's time, in ms.
+pub(crate) const SLOWEST_WORKER: &str = "slowest_worker";
+
 /// Which checks to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Gates {
@@ -174,6 +177,17 @@ pub fn activate(
     let end = |run: Run<'_>, outcome: Outcome| {
         let mut durations = run.durations;
         durations.insert("total".into(), millis(started.elapsed()));
+        // How long the slowest proven worker took from its reload (or start) to its proof:
+        // what `doctor` holds `listen_timeout` against.
+        if let Some(slowest) = run
+            .workers
+            .iter()
+            .filter(|w| w.new_pid != 0 && w.release == to)
+            .map(|w| w.ms)
+            .max()
+        {
+            durations.insert(SLOWEST_WORKER.into(), slowest);
+        }
         ActivateReport {
             action,
             from: from.clone(),
