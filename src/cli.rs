@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
     version,
     about,
     propagate_version = true,
-    after_help = "Exit codes: 0 done; 1 failed, nothing live changed; 2 usage or config error, nothing changed;\n3 the new release failed its checks and the previous one is live and healthy;\n4 could not get back to a healthy state: a person must look (the message says what is live).\n\nGuide: docs/guide.md"
+    after_help = "Exit codes: 0 done; 1 failed, nothing live changed; 2 usage or config error, nothing changed;\n3 the new release failed its checks and the previous one is live and healthy;\n4 could not get back to a healthy state: a person must look (the message says what is live).\n\nDocs: docs/guide.md (setup), docs/reference.md (commands, config), docs/troubleshooting.md"
 )]
 pub(crate) struct Cli {
     #[command(flatten)]

@@ -3241,7 +3241,7 @@ fn what_the_operator_reads_is_stable() {
     3 the new release failed its checks and the previous one is live and healthy;
     4 could not get back to a healthy state: a person must look (the message says what is live).
 
-    Guide: docs/guide.md
+    Docs: docs/guide.md (setup), docs/reference.md (commands, config), docs/troubleshooting.md
     --- stderr ---
     ");
     assert_run_snapshot!(sb, sb.relman(&["init"]), @"

@@ -59,7 +59,7 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                 "config",
                 Level::Fail,
                 err.to_string(),
-                Some("fix relman.toml (see docs/guide.md)".into()),
+                Some("fix relman.toml (see docs/reference.md, section 2)".into()),
             );
             return checks;
         }

@@ -473,7 +473,7 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
 
 /// The commented `relman.toml` that `relman init` writes.
 pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values shown are the defaults.
-# Reference: docs/guide.md. An unknown key or a wrong type is an error (exit 2).
+# Reference: docs/reference.md. An unknown key or a wrong type is an error (exit 2).
 
 [source]
 # path = "/srv/web/repo"       # default for `relman build --source`
