@@ -37,6 +37,16 @@ pub(crate) fn run(global: &GlobalArgs, args: InitArgs) -> Result<u8, CliError> {
     for path in &report.kept {
         ui::say(format!("kept `{path}` as it was (never overwritten)"));
     }
+    if app.is_some()
+        && report
+            .kept
+            .iter()
+            .any(|p| p.file_name() == Some("relman.toml"))
+    {
+        ui::say(
+            "this init set none of the app's keys in the kept relman.toml: check `pm2.app`, `[build]`, `[preflight]` and `[verify]` there (docs/reference.md, section 2), or move it away and run this init again",
+        );
+    }
     ui::data(&report.root);
     let next = match &app {
         Some(AppSpec {

@@ -350,7 +350,17 @@ fn deploys_under_load_without_a_single_failed_request() {
     ] {
         deploy.build(id, variant);
     }
-    deploy.serve_first("a");
+    // Started the way the guide sets PM2 up, `listen_timeout` included (doctor holds it against
+    // the slowest worker's boot at the end).
+    deploy
+        .relman(&["activate", "a", "--no-reload", "--no-probe"])
+        .success();
+    deploy.start_app_with(
+        &deploy.pm2,
+        deploy.port,
+        "listen_timeout: 10000, ",
+        "/health",
+    );
     deploy.assert_live("a");
     // Invariant 1: nothing below, the going live and the rolling back included, writes inside
     // a sealed release, live or not.
