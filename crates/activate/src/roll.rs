@@ -754,18 +754,7 @@ impl Run<'_> {
             };
             for instance in which {
                 let before = latest(&snapshot, instance);
-                let proven = proof::prove(
-                    roller.driver.as_mut(),
-                    self.host,
-                    self.clock,
-                    &before,
-                    reloaded,
-                    target,
-                    watch,
-                );
-                self.record_worker(&before, id, proven.as_ref().ok(), started);
-                let proven = proven.map_err(|f| f.describe(&before, id))?;
-                self.say(proven_line(&before, &proven, id, roller, started));
+                self.prove_started(roller, &before, id, reloaded, target)?;
             }
             return Ok(());
         }
@@ -812,6 +801,35 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Proves one worker that PM2 moved or started (`reloaded` says when), records it in the
+    /// report and says so: the shared tail of an ecosystem reload and a first start.
+    fn prove_started(
+        &mut self,
+        roller: &mut Roller,
+        before: &Instance,
+        id: &ReleaseId,
+        reloaded: Reloaded,
+        target: Target<'_>,
+    ) -> Result<proof::Proven, String> {
+        let watch = Watch {
+            endpoint: roller.endpoint.as_ref(),
+            timeout: roller.timeout,
+        };
+        let proven = proof::prove(
+            roller.driver.as_mut(),
+            self.host,
+            self.clock,
+            before,
+            reloaded,
+            target,
+            watch,
+        );
+        self.record_worker(before, id, proven.as_ref().ok(), reloaded.started);
+        let proven = proven.map_err(|f| f.describe(before, id))?;
+        self.say(proven_line(before, &proven, id, roller, reloaded.started));
+        Ok(proven)
+    }
+
     /// Starts the app from its ecosystem file and proves every instance it runs, as a roll
     /// proves each reloaded worker (each is also asked for the health URL and the pages).
     fn start(&mut self, roller: &mut Roller, id: &ReleaseId, file: &str) -> Result<(), String> {
@@ -820,10 +838,6 @@ impl Run<'_> {
         let target = Target {
             dir: &release_dir,
             releases: &releases,
-        };
-        let watch = Watch {
-            endpoint: roller.endpoint.as_ref(),
-            timeout: roller.timeout,
         };
         let app = roller.app.clone();
         self.say(format!("starting \"{app}\" from `{file}` in {id}"));
@@ -863,18 +877,7 @@ impl Run<'_> {
                 restarts: 0,
                 ..instance.clone()
             };
-            let proven = proof::prove(
-                roller.driver.as_mut(),
-                self.host,
-                self.clock,
-                &before,
-                reloaded,
-                target,
-                watch,
-            );
-            self.record_worker(&before, id, proven.as_ref().ok(), started);
-            let proven = proven.map_err(|f| f.describe(&before, id))?;
-            self.say(proven_line(&before, &proven, id, roller, started));
+            let proven = self.prove_started(roller, &before, id, reloaded, target)?;
             if let Some(endpoint) = &roller.endpoint {
                 self.check_worker(&before, proven.pid, id, endpoint)?;
             }
