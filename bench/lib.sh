@@ -63,3 +63,26 @@ machine_info() {
     "$(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
   printf -- '- load average (1/5/15 min) at start: %s, at end: %s\n' "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# A fresh $WORK (with results/) and a PM2 of its own (PM2_HOME in a temp dir), killed and
+# removed on exit together with a running loadgen ($LOADGEN_PID); `pm2 ...` logs to
+# $WORK/pm2.log. Needs WORK and PM2 (ensure_pm2) set.
+scratch_pm2() {
+  rm -rf "$WORK"
+  mkdir -p "$WORK/results"
+  PM2_HOME=$(mktemp -d "${TMPDIR:-/tmp}/relman-bench-pm2.XXXXXX")
+  export PM2_HOME
+  LOADGEN_PID=""
+  trap 'cleanup_scratch_pm2' EXIT
+}
+cleanup_scratch_pm2() {
+  [[ -n "${LOADGEN_PID:-}" ]] && kill "$LOADGEN_PID" 2>/dev/null || true
+  "$PM2" kill >/dev/null 2>&1 || true
+  rm -rf "$PM2_HOME"
+}
+pm2() { "$PM2" "$@" >>"$WORK/pm2.log" 2>&1; }
+
+# A free TCP port on loopback.
+free_port() {
+  node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}

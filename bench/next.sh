@@ -45,21 +45,10 @@ build_release
 ensure_pm2
 [[ -x "$REPO/node_modules/.bin/create-next-app" ]] || (cd "$REPO" && npm ci --no-audit --no-fund) >&2
 
-rm -rf "$WORK"
-mkdir -p "$WORK/results"
-PM2_HOME=$(mktemp -d "${TMPDIR:-/tmp}/relman-bench-pm2.XXXXXX")
-export PM2_HOME
-LOADGEN_PID=""
-cleanup() {
-  [[ -n "$LOADGEN_PID" ]] && kill "$LOADGEN_PID" 2>/dev/null || true
-  "$PM2" kill >/dev/null 2>&1 || true
-  rm -rf "$PM2_HOME"
-}
-trap cleanup EXIT
-pm2() { "$PM2" "$@" >>"$WORK/pm2.log" 2>&1; }
+scratch_pm2
 export PATH="$REPO/node_modules/.bin:$PATH"
 
-PORT=$(node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')
+PORT=$(free_port)
 URL="http://127.0.0.1:$PORT/"
 say "deploy root $ROOT, app $APP on port $PORT, PM2_HOME $PM2_HOME"
 
