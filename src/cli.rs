@@ -81,6 +81,9 @@ pub(crate) struct InitArgs {
     /// The app's source: its package.json and lockfile decide the defaults (Next.js or not, npm, pnpm or yarn)
     #[arg(long, value_name = "DIR", requires = "app")]
     pub(crate) source: Option<Utf8PathBuf>,
+    /// The app's directory inside the source when the source is a workspace (pnpm, npm or yarn workspaces, Turborepo), e.g. apps/web
+    #[arg(long, value_name = "DIR", requires = "app")]
+    pub(crate) app_dir: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub(crate) fn run(global: &GlobalArgs, args: InitArgs) -> Result<u8, CliError> {
             name: AppName::parse(&name)?,
             port,
             source: args.source,
+            app_dir: args.app_dir,
         }),
         _ => None,
     };

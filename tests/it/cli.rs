@@ -3637,3 +3637,120 @@ fn a_build_adds_the_static_files_of_the_releases_before_it_and_never_replaces_it
     run.expect_code(2);
     assert!(run.stderr.contains("build.static_from"), "{run}");
 }
+
+#[test]
+fn a_standalone_build_serves_its_static_files_and_public_through_links_to_its_own() {
+    // A stand-in for `next build` with `output: 'standalone'`: a chunk named after the release,
+    // the standalone server and its `.next`, and (when the source says) what the build itself
+    // did to `.next/standalone`: copied `.next/static` there, or made its `.next` a symlink.
+    let command = r#"mkdir -p .next/static/chunks .next/standalone build && echo "$RELMAN_RELEASE" > ".next/static/chunks/$RELMAN_RELEASE.js" && echo "// server" > .next/standalone/server.js && if [ -e LINK ]; then ln -s "$(cat LINK)" .next/standalone/.next; else mkdir .next/standalone/.next; fi && if [ -e COPY ]; then cp -r .next/static .next/standalone/.next/; fi && echo "$RELMAN_RELEASE" > build/BUILD_ID"#;
+    let sb = Sandbox::with_config(&config("", command, ""));
+    let src = sb.path("src");
+    write_file(&src.join("public/robots.txt"), "robots\n");
+    let dir = |id: &str| sb.release_dir(id);
+    build_ok(&sb, &src, "a");
+    build_ok(&sb, &src, "b");
+    // Links inside the release to its own files: served as they are, stored once.
+    let link = |id: &str, path: &str| fs::read_link(dir(id).join(path)).unwrap();
+    assert_eq!(
+        link("b", ".next/standalone/public"),
+        Path::new("../../public")
+    );
+    assert_eq!(
+        link("b", ".next/standalone/.next/static"),
+        Path::new("../../../.next/static")
+    );
+    assert_eq!(
+        read_file(&dir("b").join(".next/standalone/public/robots.txt")),
+        "robots\n"
+    );
+    // Through the link, the older release's chunk that b's build added (skew protection).
+    assert_eq!(
+        read_file(&dir("b").join(".next/standalone/.next/static/chunks/a.js")),
+        "a\n"
+    );
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "c", "--json"]);
+    run.ok();
+    assert!(run.json()["durations_ms"]["standalone"].is_u64(), "{run}");
+    sb.relman(&["verify", "c"]).ok();
+
+    // A build that copied `.next/static` itself: its copy is kept and given what it lacks.
+    write_file(&src.join("COPY"), "");
+    build_ok(&sb, &src, "d");
+    let copied = dir("d").join(".next/standalone/.next/static");
+    assert!(!copied.is_symlink());
+    assert_eq!(read_file(&copied.join("chunks/d.js")), "d\n");
+    assert_eq!(read_file(&copied.join("chunks/c.js")), "c\n");
+    fs::remove_file(src.join("COPY")).unwrap();
+
+    // A build that made `.next/standalone/.next` a symlink out of its release: nothing is
+    // written through it.
+    let outside = sb.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    write_file(&src.join("LINK"), s(&outside));
+    build_ok(&sb, &src, "e");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside the release"
+    );
+    // Not a standalone build: no such step.
+    sb.write_config(&config("", "mkdir -p build && echo f > build/BUILD_ID", ""));
+    let run = sb.relman(&["build", "--source", s(&src), "--id", "f", "--json"]);
+    run.ok();
+    assert_eq!(
+        run.json()["durations_ms"]["standalone"],
+        Value::Null,
+        "{run}"
+    );
+}
+
+#[test]
+fn an_app_dir_that_is_not_in_the_source_is_refused_before_anything_changes() {
+    use crate::support::snapshot_tree;
+    let sb = Sandbox::new();
+    let src = sb.path("shop");
+    write_file(&src.join("package.json"), r#"{"private":true}"#);
+    write_file(
+        &src.join("apps/web/package.json"),
+        r#"{"dependencies":{"next":"16.4.3"}}"#,
+    );
+    let outside = sb.path("elsewhere");
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("apps/api")).unwrap();
+    // init: not a directory of the source, a symlink, or not relative: exit 2, no root.
+    for bad in ["apps/admin", "apps/api", "../shop", "/srv"] {
+        let run = sb.relman(&[
+            "init",
+            "--app",
+            "shop",
+            "--port",
+            "3000",
+            "--source",
+            s(&src),
+            "--app-dir",
+            bad,
+        ]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("--app-dir"), "{bad}: {run}");
+        assert_eq!(run.stderr.lines().count(), 1, "{bad}: {run}");
+        assert!(!sb.root.exists(), "{bad}: nothing created");
+    }
+    // build: `source.app_dir` missing from the source: exit 2, no release claimed.
+    sb.relman(&["init"]).ok();
+    for bad in ["apps/admin", "apps/api"] {
+        sb.write_config(&format!(
+            "[source]\napp_dir = \"{bad}\"\n[build]\ninstall = \"\"\ncommand = \"\"\nexpect = []\n"
+        ));
+        let before = snapshot_tree(&sb.root);
+        let run = sb.relman(&["build", "--source", s(&src)]);
+        run.expect_code(2);
+        assert!(run.stderr.contains("source.app_dir"), "{bad}: {run}");
+        assert_eq!(snapshot_tree(&sb.root), before, "{bad}: nothing changed");
+    }
+    // Where it is: the build's `expect` is the app's.
+    sb.write_config(
+        "[source]\napp_dir = \"apps/web\"\n[build]\ninstall = \"\"\ncommand = \"cd apps/web && mkdir -p .next && echo x > .next/BUILD_ID\"\nexpect = [\".next/BUILD_ID\"]\n",
+    );
+    sb.relman(&["build", "--source", s(&src), "--id", "a"]).ok();
+}

@@ -1466,6 +1466,239 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     }
 }
 
+/// `output: 'standalone'` on the stock template, the three commands as the Quick start has
+/// them, the second deploy under load: the workers serve from the release's
+/// `.next/standalone` (the standalone server's traced modules, not the release's
+/// `node_modules`), static files and `public` answer through it, not one request fails, and
+/// doctor calls it OK.
+#[test]
+fn a_standalone_nextjs_app_deploys_under_load_with_the_same_three_commands() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::uninitialised(pm2, "web");
+    let source = deploy.root.parent().unwrap().join("src");
+    create_next_app(&source);
+    drop_google_fonts(&source);
+    let config = source.join("next.config.mjs");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("/* config options here */"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("/* config options here */", "output: \"standalone\","),
+    )
+    .unwrap();
+    let port = deploy.port.to_string();
+    let src = source.to_str().unwrap();
+    deploy
+        .relman(&["init", "--app", "web", "--port", &port, "--source", src])
+        .success();
+    deploy.relman(&["deploy", "--id", "one"]).success();
+    let release = |id: &str| std::fs::canonicalize(deploy.root.join("releases").join(id)).unwrap();
+    let assert_standalone = |id: &str| {
+        deploy.assert_live(id);
+        for worker in deploy.pm2.jlist() {
+            let pid = worker["pid"].as_u64().unwrap();
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+            assert_eq!(cwd, release(id).join(".next/standalone"), "worker {pid}");
+        }
+    };
+    assert_standalone("one");
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 0,
+        max_duration: Duration::from_secs(300),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(
+        source.join("app/page.js"),
+        "'use client';\n\nexport default function Home() {\n  return <button onClick={() => console.log('two')}>two</button>;\n}\n",
+    )
+    .unwrap();
+    deploy.relman(&["deploy", "--id", "two"]).success();
+    assert_standalone("two");
+    assert_skew_protected(&deploy, "one", "two");
+    let stats = load.stop();
+    eprintln!("load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 200,
+        "too little load to prove anything: {stats:?}"
+    );
+
+    // `public` is served through the standalone server too.
+    let url = format!("http://127.0.0.1:{}/next.svg", deploy.port);
+    assert!(answers(&url), "{url}");
+    let checks = deploy.relman(&["doctor", "--json"]).json(0);
+    let server = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "server")
+        .expect("a server check");
+    assert_eq!(server["level"], "OK", "{server}");
+    assert!(
+        server["message"].as_str().unwrap().contains("standalone"),
+        "{server}"
+    );
+    for check in checks.as_array().unwrap() {
+        assert_eq!(check["level"], "OK", "{check}");
+    }
+    let bytes = |path: &Path| {
+        let out = Command::new("du").args(["-sb"]).arg(path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split('\t')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    eprintln!(
+        "release two: {} bytes in all, node_modules {}, .next/standalone {}",
+        bytes(&release("two")),
+        bytes(&release("two").join("node_modules")),
+        bytes(&release("two").join(".next/standalone"))
+    );
+}
+
+/// The pnpm workspace of the guide (section 4, an app in a workspace): `create-next-app`'s
+/// template as `apps/web`, importing `packages/ui` of the same workspace; the workspace's
+/// files are the guide's, its lockfile made by pnpm (pinned in the repo's package.json).
+fn pnpm_workspace(dir: &Path) {
+    let app = dir.join("apps/web");
+    std::fs::create_dir_all(dir.join("apps")).unwrap();
+    create_next_app(&app);
+    drop_google_fonts(&app);
+    std::fs::remove_file(app.join("package-lock.json")).unwrap();
+    let edit = |path: &Path, from: &str, to: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.contains(from),
+            "{}: no {from:?} in\n{text}",
+            path.display()
+        );
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        &app.join("package.json"),
+        "\"dependencies\": {",
+        "\"dependencies\": {\n    \"@shop/ui\": \"workspace:*\",",
+    );
+    edit(
+        &app.join("next.config.mjs"),
+        "/* config options here */",
+        "transpilePackages: [\"@shop/ui\"],",
+    );
+    edit(
+        &app.join("app/page.js"),
+        "import styles from \"./page.module.css\";\n",
+        "import styles from \"./page.module.css\";\nimport { Greeting } from \"@shop/ui\";\n",
+    );
+    edit(
+        &app.join("app/page.js"),
+        "<div className={styles.intro}>",
+        "<Greeting />\n        <div className={styles.intro}>",
+    );
+    std::fs::write(
+        dir.join("package.json"),
+        "{\n  \"name\": \"shop\",\n  \"private\": true,\n  \"packageManager\": \"pnpm@10.34.8\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pnpm-workspace.yaml"),
+        guide_block("# pnpm-workspace.yaml"),
+    )
+    .unwrap();
+    let ui = dir.join("packages/ui");
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(
+        ui.join("package.json"),
+        "{\n  \"name\": \"@shop/ui\",\n  \"version\": \"0.0.0\",\n  \"private\": true,\n  \"main\": \"index.js\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(ui.join("index.js"), guide_block("// packages/ui/index.js")).unwrap();
+    run_ok(
+        Command::new(Path::new(REPO).join("node_modules/.bin/pnpm"))
+            .args(["install", "--lockfile-only"])
+            .current_dir(dir),
+    );
+}
+
+/// An app in a pnpm workspace, as the guide shows it: its transcript (`init --app-dir`, two
+/// deploys, the second with `node_modules` reused and the build cache warm) replayed and held
+/// to what it shows, then a deploy of a changed page under load with 0 failed requests, the
+/// workers in the release's `apps/web`, the workspace's package rendered, doctor all OK.
+#[test]
+fn an_app_in_a_pnpm_workspace_deploys_with_one_key_as_the_guide_shows() {
+    let Some(pm2) = prerequisites() else { return };
+    let deploy = Deploy::uninitialised(pm2, "shop");
+    let source = deploy.root.parent().unwrap().join("src");
+    pnpm_workspace(&source);
+    let swaps = [
+        ("/srv/src/shop", source.display().to_string()),
+        ("/srv/shop", deploy.root.display().to_string()),
+        ("3000", deploy.port.to_string()),
+    ];
+    let env = deploy.env();
+    for step in transcript::block("docs/guide.md", "relman init --root /srv/shop") {
+        let (code, output) = transcript::run(&step, &swaps, &env);
+        assert_eq!(code, step.expected_code(), "$ {}\n{output}", step.command);
+        transcript::assert_matches(&step, &output);
+    }
+    let live = deploy.current().trim_start_matches("releases/").to_owned();
+    let release = |id: &str| std::fs::canonicalize(deploy.root.join("releases").join(id)).unwrap();
+    deploy.assert_live(&live);
+    for worker in deploy.pm2.jlist() {
+        let pid = worker["pid"].as_u64().unwrap();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        assert_eq!(cwd, release(&live).join("apps/web"), "worker {pid}");
+    }
+
+    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 0,
+        max_duration: Duration::from_secs(300),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    stock_variant_in_place(&source.join("apps/web"), "changed");
+    deploy.relman(&["deploy", "--id", "changed"]).success();
+    deploy.assert_live("changed");
+    let stats = load.stop();
+    eprintln!("load: {stats:?}");
+    assert_eq!(stats.failed, 0, "failed requests: {:?}", stats.failures);
+    assert!(
+        stats.ok > 200,
+        "too little load to prove anything: {stats:?}"
+    );
+
+    let seal: Value = serde_json::from_slice(
+        &std::fs::read(release("changed").join(".relman/release.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(seal["reused_node_modules"], true, "{seal}");
+    assert!(seal["warm_cache_from"].is_string(), "{seal}");
+    let page = ureq::get(&format!("http://127.0.0.1:{}/", deploy.port))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        page.contains("Hello from @shop/ui"),
+        "the workspace's package is rendered"
+    );
+    assert!(page.contains("To begin"), "the changed page is live");
+    deploy.relman(&["verify", "changed"]).success();
+    let checks = deploy.relman(&["doctor", "--json"]).json(0);
+    for check in checks.as_array().unwrap() {
+        assert_eq!(check["level"], "OK", "{check}");
+    }
+}
+
 /// Skew protection, with `new` live and `old` the release before it: every `/_next/static`
 /// file of `old` answers 200 from `new`'s workers (some of them exist only because the build
 /// added them), and `new`'s pages carry its deployment id.

@@ -172,10 +172,13 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                         Some("set `exec_mode: \"cluster\"` and `instances: 2` (or more) in the ecosystem file, then `pm2 delete` and `pm2 start` it".into()),
                     );
                 }
-                let link = root.current_link();
+                let link = match config.source.app_dir.as_str() {
+                    "" => root.current_link(),
+                    app_dir => root.current_link().join(app_dir),
+                };
                 let wrong: Vec<String> = instances
                     .iter()
-                    .filter(|i| !is_current_link(root, i.pm_cwd.as_deref()))
+                    .filter(|i| !is_current_link(root, &config.source.app_dir, i.pm_cwd.as_deref()))
                     .map(|i| format!("{} (`{}`)", i.pm_id, i.pm_cwd.as_deref().unwrap_or("?")))
                     .collect();
                 if wrong.is_empty() {
@@ -223,7 +226,7 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
                 }
                 listen_check(&mut push, root, &instances);
                 if let Some(id) = &current {
-                    next_checks(&mut push, root, id, &instances);
+                    next_checks(&mut push, root, &config, id, &instances);
                 }
             }
         }
@@ -375,10 +378,11 @@ fn judge_listen_timeout(
 fn next_checks(
     push: &mut dyn FnMut(&'static str, Level, String, Option<String>),
     root: &DeployRoot,
+    config: &relman_releases::Config,
     id: &relman_releases::ReleaseId,
     instances: &[crate::pm2::Instance],
 ) {
-    let dir = root.release_dir(id);
+    let dir = config.app_in(&root.release_dir(id));
     if !dir.join(".next/BUILD_ID").is_file() {
         return;
     }
@@ -396,12 +400,34 @@ fn next_checks(
             fix_server,
         );
     } else if script.ends_with(relman_releases::NEXT_SERVER_FILE) {
-        push(
-            "server",
-            Level::Ok,
-            format!("PM2 runs `{script}`, which drains on a reload"),
-            None,
-        );
+        let standalone = dir.join(".next/standalone").is_dir();
+        let serves_standalone = std::fs::read_to_string(script)
+            .is_ok_and(|text| text.contains("required-server-files.json"));
+        if standalone && !serves_standalone {
+            push(
+                "server",
+                Level::Warn,
+                format!(
+                    "{id} is an `output: 'standalone'` build, but `{script}` predates relman's standalone support: it serves the release's own `node_modules`, not the standalone server's"
+                ),
+                Some(format!(
+                    "take the `{}` a current `relman init` writes (in a scratch root), then `pm2 reload`",
+                    relman_releases::NEXT_SERVER_FILE
+                )),
+            );
+        } else {
+            let what = if standalone {
+                " (the release's `output: 'standalone'` server)"
+            } else {
+                ""
+            };
+            push(
+                "server",
+                Level::Ok,
+                format!("PM2 runs `{script}`{what}, which drains on a reload"),
+                None,
+            );
+        }
     } else if script.contains(".next/standalone") {
         push(
             "server",
@@ -549,10 +575,18 @@ fn port_check(
     }
 }
 
-/// Whether PM2's stored cwd is `ROOT/current` itself (not a resolved release path).
-fn is_current_link(root: &DeployRoot, pm_cwd: Option<&str>) -> bool {
+/// Whether PM2's stored cwd is `ROOT/current` itself (not a resolved release path), with the
+/// app's directory in its workspace (`source.app_dir`) below it when there is one.
+fn is_current_link(root: &DeployRoot, app_dir: &str, pm_cwd: Option<&str>) -> bool {
     let Some(pm_cwd) = pm_cwd else { return false };
-    let path = std::path::Path::new(pm_cwd.trim_end_matches('/'));
+    let app = std::path::Path::new(app_dir.trim_end_matches('/'));
+    let cwd = std::path::Path::new(pm_cwd.trim_end_matches('/'));
+    if !cwd.ends_with(app) {
+        return false;
+    }
+    let Some(path) = cwd.ancestors().nth(app.components().count()) else {
+        return false;
+    };
     path.file_name().is_some_and(|n| n == "current")
         && path
             .parent()
@@ -582,5 +616,32 @@ mod tests {
         assert_eq!(level, Level::Warn, "{message}");
         assert!(message.contains("(b) took 2400 ms"), "{message}");
         assert!(fix.unwrap().contains("at least 5000"));
+    }
+
+    #[test]
+    fn the_cwd_pm2_keeps_must_be_current_or_the_app_below_it() {
+        let temp = tempfile::tempdir().unwrap();
+        let path = camino::Utf8Path::from_path(temp.path()).unwrap();
+        let root = DeployRoot::open(path).unwrap();
+        let current = root.current_link();
+        let app = format!("{current}/apps/web");
+        assert!(is_current_link(&root, "", Some(current.as_str())));
+        assert!(is_current_link(&root, "", Some(&format!("{current}/"))));
+        assert!(!is_current_link(&root, "", Some(&app)));
+        assert!(is_current_link(&root, "apps/web", Some(&app)));
+        assert!(is_current_link(
+            &root,
+            "apps/web/",
+            Some(&format!("{app}/"))
+        ));
+        assert!(!is_current_link(&root, "apps/web", Some(current.as_str())));
+        assert!(!is_current_link(
+            &root,
+            "apps/web",
+            Some(&format!("{current}/apps/api"))
+        ));
+        let release = format!("{path}/releases/20261129120000/apps/web");
+        assert!(!is_current_link(&root, "apps/web", Some(&release)));
+        assert!(!is_current_link(&root, "", None));
     }
 }

@@ -170,7 +170,7 @@ pub fn activate(
     };
     interrupted()?;
     let Ok(()) = run.step("routes", |run| {
-        run.routes(&release.dir, from.is_some());
+        run.routes(&run.config.app_in(&release.dir), from.is_some());
         Ok::<(), std::convert::Infallible>(())
     });
     interrupted()?;
@@ -201,7 +201,7 @@ pub fn activate(
     };
 
     if !run.config.preflight.command.is_empty() {
-        let dir = release.dir.clone();
+        let dir = run.config.app_in(&release.dir);
         let preflight = run.step("preflight", |run| run.preflight(&to, &dir, cancel));
         interrupted()?;
         if let Err(reason) = preflight {

@@ -114,6 +114,9 @@ pub fn build(
     check_shared(root, &config)?;
     if let SourceSpec::Dir(dir) = &source {
         check_shared_in_source(dir, &config)?;
+        if !real_dir(dir, &config.source.app_dir) {
+            return Err(Error::Usage(app_dir_missing(&config, dir)));
+        }
     }
     if let Some(id) = &request.id
         && root.release_dir(id).exists()
@@ -349,8 +352,12 @@ fn claim(
 const RUNTIME_CACHES: [&str; 2] = ["images", "fetch-cache"];
 
 /// The version of Next.js installed in `dir`, from `node_modules/next/package.json`.
-fn next_version(dir: &Utf8Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("node_modules/next/package.json")).ok()?;
+fn next_version(release: &Utf8Path, app: &Utf8Path) -> Option<String> {
+    // The app's own `node_modules` first (pnpm links it there), then the workspace's (where
+    // npm and yarn hoist it).
+    let text = [app, release]
+        .iter()
+        .find_map(|dir| std::fs::read_to_string(dir.join("node_modules/next/package.json")).ok())?;
     let package: serde_json::Value = serde_json::from_str(&text).ok()?;
     package["version"].as_str().map(str::to_owned)
 }
@@ -377,6 +384,10 @@ impl Builder<'_> {
         let (record_source, revision) = self.timed("copy", |b| b.fill(source))?;
         crate::failpoint::hit("build-after-copy");
         self.timed("link", |b| b.link_shared())?;
+        if !real_dir(self.dir, &self.config.source.app_dir) {
+            // A `--git` source, only known now (a directory source is checked before the claim).
+            return Err(Error::Build(app_dir_missing(self.config, self.dir)));
+        }
 
         let lockfile_hash = LOCKFILES
             .iter()
@@ -407,6 +418,9 @@ impl Builder<'_> {
         crate::failpoint::hit("build-after-build");
         self.timed("check", |b| b.check_expected())?;
         self.timed("static", |b| b.carry_static())?;
+        if let Some(standalone) = self.standalone() {
+            self.timed("standalone", |b| b.fill_standalone(&standalone))?;
+        }
         let (manifest, bytes) = self.timed("manifest", |b| b.write_manifest())?;
         crate::failpoint::hit("build-after-manifest");
 
@@ -422,8 +436,8 @@ impl Builder<'_> {
             reused_node_modules: reused,
             warm_cache_from: warm_cache_from.clone(),
             durations_ms: durations,
-            manifest_exclude: Some(self.config.manifest.exclude.clone()),
-            manifest_runtime: Some(self.config.manifest.runtime.clone()),
+            manifest_exclude: Some(self.config.manifest_exclude()),
+            manifest_runtime: Some(self.config.manifest_runtime()),
             files: manifest.files.len() as u64,
             bytes,
         };
@@ -558,17 +572,28 @@ impl Builder<'_> {
         let Some(seal) = &newest.seal else {
             return Ok(false);
         };
-        let from = newest.dir.join("node_modules");
         if seal.lockfile_hash.as_deref() != Some(lockfile_hash)
             || seal.node_version.as_deref() != Some(node_version)
-            || !from.is_dir()
+            || !real_dir(&newest.dir, "node_modules")
         {
             return Ok(false);
         }
-        let to = self.dir.join("node_modules");
-        crate::fs::create_dir(&to).at("failed to create directory", &to)?;
-        let stats = copy_tree(&from, &to, &Exclude::default())?;
-        self.log_copy("node_modules", stats);
+        // The workspace's and, in a workspace, each package's (pnpm links a package's
+        // dependencies in its own `node_modules`): every one the install made.
+        let dirs = node_modules_dirs(&newest.dir)?;
+        if dirs.iter().any(|dir| {
+            dir.parent()
+                .is_some_and(|parent| !real_dir(self.dir, parent.as_str()))
+        }) {
+            // This source has not the same packages where that release had them.
+            return Ok(false);
+        }
+        for dir in &dirs {
+            let to = self.dir.join(dir);
+            crate::fs::create_dir(&to).at("failed to create directory", &to)?;
+            let stats = copy_tree(&newest.dir.join(dir), &to, &Exclude::default())?;
+            self.log_copy(dir.as_str(), stats);
+        }
         self.log
             .write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
         Ok(true)
@@ -582,23 +607,24 @@ impl Builder<'_> {
         let Some(lockfile_hash) = lockfile_hash else {
             return Ok(None);
         };
-        let Some(next) = next_version(self.dir) else {
+        let Some(next) = next_version(self.dir, &self.config.app_in(self.dir)) else {
             return Ok(None);
         };
         let releases = store::releases(self.root)?;
         let Some(newest) = releases.iter().find(|r| r.state == State::Sealed) else {
             return Ok(None);
         };
-        let from = newest.dir.join(".next/cache");
+        let from = self.config.app_in(&newest.dir).join(".next/cache");
         let same = newest
             .seal
             .as_ref()
             .is_some_and(|seal| seal.lockfile_hash.as_deref() == Some(lockfile_hash))
-            && next_version(&newest.dir).as_deref() == Some(next.as_str());
+            && next_version(&newest.dir, &self.config.app_in(&newest.dir)).as_deref()
+                == Some(next.as_str());
         if !same || !from.is_dir() || from.is_symlink() {
             return Ok(None);
         }
-        let to = self.dir.join(".next/cache");
+        let to = self.config.app_in(self.dir).join(".next/cache");
         if to.exists() || to.is_symlink() {
             // The source brought its own (a `.next` it should not have): leave it be.
             return Ok(None);
@@ -625,9 +651,9 @@ impl Builder<'_> {
     /// release is live, a browser tab still on an older one asks it for that release's chunks
     /// and gets them, instead of a 404 that breaks its next navigation.
     fn carry_static(&mut self) -> Result<()> {
-        let to = self.dir.join(".next/static");
+        let to = self.dir.join(self.in_app(".next/static"));
         let limit = self.config.build.static_from;
-        if limit == 0 || !std::fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
+        if limit == 0 || !real_dir(self.dir, &self.in_app(".next/static")) {
             return Ok(());
         }
         let releases = store::releases(self.root)?;
@@ -638,7 +664,7 @@ impl Builder<'_> {
             .filter(|r| r.state == State::Sealed && r.id != *self.id)
             .take(limit)
         {
-            let from = release.dir.join(".next/static");
+            let from = self.config.app_in(&release.dir).join(".next/static");
             if !std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
@@ -657,6 +683,90 @@ impl Builder<'_> {
                 )
                 .as_bytes(),
             );
+        }
+        Ok(())
+    }
+
+    /// The app's path relative to the release (`source.app_dir`, empty for the release itself)
+    /// joined with `path`.
+    fn in_app(&self, path: &str) -> String {
+        let app = self.config.source.app_dir.trim_end_matches('/');
+        if app.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{app}/{path}")
+        }
+    }
+
+    /// Where an `output: 'standalone'` build put the app's server, relative to the release:
+    /// `.next/standalone` of the app, and below it the app's path in its workspace
+    /// (`relativeAppDir` of the build's `required-server-files.json`) when there is one.
+    /// `None` when the build is not a standalone one.
+    fn standalone(&self) -> Option<String> {
+        let files = self
+            .dir
+            .join(self.in_app(".next/required-server-files.json"));
+        let text = std::fs::read_to_string(files).ok();
+        let relative = text
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .and_then(|json| json["relativeAppDir"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut dir = self.in_app(STANDALONE);
+        if !relative.is_empty() {
+            crate::config::check_relative(&relative).ok()?;
+            dir = format!("{dir}/{relative}");
+        }
+        (real_dir(self.dir, &dir) && self.dir.join(&dir).join("server.js").is_file()).then_some(dir)
+    }
+
+    /// An `output: 'standalone'` build serves from `.next/standalone`, where `next build` puts
+    /// the server and the modules it traced but not the files it serves as they are: they go
+    /// where Next.js looks for them there, as links to the release's own (`public`, and
+    /// `.next/static` with the older releases' files just added), so nothing is stored twice.
+    /// What the build command already put there is kept, and given the static files it lacks.
+    /// `standalone` is the server's directory relative to the release, a real directory.
+    fn fill_standalone(&mut self, standalone: &str) -> Result<()> {
+        // From the server's directory back up to the app's: `.next/standalone` and the app's
+        // path in its workspace.
+        let depth = Utf8Path::new(standalone).components().count()
+            - Utf8Path::new(&self.in_app("")).components().count();
+        let up = "../".repeat(depth);
+        let server = self.dir.join(standalone);
+        let static_dir = self.in_app(".next/static");
+        let mut said = Vec::new();
+        if real_dir(self.dir, &format!("{standalone}/.next")) && real_dir(self.dir, &static_dir) {
+            let to = server.join(".next/static");
+            match std::fs::symlink_metadata(&to) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    // One level further down: from `.next/` of the server.
+                    crate::fs::symlink(Utf8Path::new(&format!("../{up}.next/static")), &to)?;
+                    said.push(format!("linked {standalone}/.next/static to {static_dir}"));
+                }
+                Ok(meta) if meta.is_dir() => {
+                    let stats = crate::fs::copy::add_missing(&self.dir.join(&static_dir), &to)?;
+                    said.push(format!(
+                        "added {} files of {static_dir} to the build's {standalone}/.next/static",
+                        stats.files
+                    ));
+                }
+                Ok(_) => said.push(format!("kept the build's {standalone}/.next/static")),
+                Err(err) => return Err(Error::io("failed to inspect", to, err)),
+            }
+        }
+        let public = self.in_app("public");
+        if std::fs::symlink_metadata(self.dir.join(&public)).is_ok() {
+            let to = server.join("public");
+            match std::fs::symlink_metadata(&to) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    crate::fs::symlink(Utf8Path::new(&format!("{up}public")), &to)?;
+                    said.push(format!("linked {standalone}/public to {public}"));
+                }
+                Ok(_) => said.push(format!("kept the build's {standalone}/public")),
+                Err(err) => return Err(Error::io("failed to inspect", to, err)),
+            }
+        }
+        for line in said {
+            self.log.write(format!("relman: {line}\n").as_bytes());
         }
         Ok(())
     }
@@ -706,7 +816,7 @@ impl Builder<'_> {
             .build
             .expect
             .iter()
-            .filter(|p| !self.dir.join(p.as_str()).exists())
+            .filter(|p| !self.config.app_in(self.dir).join(p.as_str()).exists())
             .map(String::as_str)
             .collect();
         if missing.is_empty() {
@@ -722,12 +832,13 @@ impl Builder<'_> {
     fn write_manifest(&mut self) -> Result<(manifest::Manifest, u64)> {
         // The build commands are done: a seal or manifest in `.relman/` now is theirs.
         remove_seal_files(self.dir)?;
-        let manifest = manifest::compute(self.dir, &self.config.manifest.exclude)?;
+        let exclude = self.config.manifest_exclude();
+        let manifest = manifest::compute(self.dir, &exclude)?;
         crate::fs::create_new(
             &manifest::manifest_path(self.dir),
             manifest.render().as_bytes(),
         )?;
-        manifest::write_meta(self.dir, &self.config.manifest.exclude, &manifest)?;
+        manifest::write_meta(self.dir, &exclude, &manifest)?;
         let bytes = DeployRoot::tree_bytes(self.dir);
         Ok((manifest, bytes))
     }
@@ -804,6 +915,53 @@ fn link_shared_path(release: &Utf8Path, path: &Utf8Path) -> Result<()> {
     target.push("shared");
     target.push(path);
     crate::fs::symlink(&target, &link)
+}
+
+fn app_dir_missing(config: &Config, source: &Utf8Path) -> String {
+    format!(
+        "`source.app_dir` \"{}\" is not a directory in `{source}` (a symlink is not followed): set it to the app's directory in the workspace",
+        config.source.app_dir
+    )
+}
+
+/// Every `node_modules` directory of `release` outside the others (relative paths): the one at
+/// its root and those of a workspace's packages. Nothing below `.git`, `.next` or `.relman`.
+fn node_modules_dirs(release: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
+    let mut found = Vec::new();
+    let mut walk = walkdir::WalkDir::new(release)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = entry.map_err(|err| crate::fs::copy::walk_error(release, err))?;
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        let name = entry.file_name();
+        if name == "node_modules" {
+            let relative = entry.path().strip_prefix(release).expect("walked below it");
+            found.push(crate::fs::utf8(relative.to_path_buf())?);
+            walk.skip_current_dir();
+        } else if name == ".git" || name == ".next" || name == crate::record::META_DIR {
+            walk.skip_current_dir();
+        }
+    }
+    Ok(found)
+}
+
+/// Where `next build` writes an `output: 'standalone'` server.
+const STANDALONE: &str = ".next/standalone";
+
+/// Whether `relative` is a directory of `release` reached through directories only, no
+/// symlink on the way: a build may have planted one pointing anywhere, and relman writes
+/// nothing through it.
+fn real_dir(release: &Utf8Path, relative: &str) -> bool {
+    let mut path = release.to_owned();
+    Utf8Path::new(relative).components().all(|component| {
+        path.push(component);
+        std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
+    })
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -32,6 +32,9 @@ pub struct SourceConfig {
     #[serde(rename = "ref")]
     pub reference: String,
     pub exclude: Vec<String>,
+    /// Where the app is inside the source when the source is a workspace (`apps/web`); empty:
+    /// the source is the app.
+    pub app_dir: String,
 }
 
 /// `[build]`: the commands that turn a copied source into a release.
@@ -259,6 +262,10 @@ impl Config {
                 check_relative(path).map_err(|why| format!("`{key}` entry \"{path}\" {why}"))?;
             }
         }
+        if !self.source.app_dir.is_empty() {
+            let path = &self.source.app_dir;
+            check_relative(path).map_err(|why| format!("`source.app_dir` \"{path}\" {why}"))?;
+        }
         // Every release's `.relman` is its own (claim, build lock, log, manifest, seal): a
         // link into `shared/` would make them one for all releases.
         if let Some(path) = self
@@ -394,6 +401,34 @@ impl Config {
         self.retention.keep
     }
 
+    /// The app's directory in `release`: `source.app_dir` below it, or the release itself.
+    pub fn app_in(&self, release: &Utf8Path) -> Utf8PathBuf {
+        release.join(&self.source.app_dir)
+    }
+
+    /// `manifest.exclude` as a build applies it: each entry at the release's root and, for an
+    /// app in a workspace, in the app's directory too (its own `node_modules` and `.next/cache`).
+    pub fn manifest_exclude(&self) -> Vec<String> {
+        self.in_app_too(&self.manifest.exclude)
+    }
+
+    /// `manifest.runtime` as a build applies it, like [`Config::manifest_exclude`].
+    pub fn manifest_runtime(&self) -> Vec<String> {
+        self.in_app_too(&self.manifest.runtime)
+    }
+
+    fn in_app_too(&self, entries: &[String]) -> Vec<String> {
+        let mut all = entries.to_vec();
+        if !self.source.app_dir.is_empty() {
+            all.extend(
+                entries
+                    .iter()
+                    .map(|entry| format!("{}/{entry}", self.source.app_dir.trim_end_matches('/'))),
+            );
+        }
+        all
+    }
+
     /// Shared paths as validated relative paths.
     pub fn shared_paths(&self) -> Vec<Utf8PathBuf> {
         self.shared.paths.iter().map(Utf8PathBuf::from).collect()
@@ -480,6 +515,7 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 # git = ""                     # default for `relman build --git`
 # ref = ""                     # default for `--ref` (empty: the remote's default branch)
 # exclude = []                 # more paths to leave out of the copy
+# app_dir = ""                 # the app's directory in a workspace source, e.g. "apps/web"
 
 [build]
 # install = "npm ci"           # empty: skip
@@ -674,6 +710,8 @@ mod tests {
                 "manifest.runtime",
             ),
             ("[manifest]\nruntime = [\"\"]", "manifest.runtime"),
+            ("[source]\napp_dir = \"../web\"", "source.app_dir"),
+            ("[source]\napp_dir = \"/srv/src/web\"", "source.app_dir"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().contains(key), "{text}: {err}");

@@ -697,9 +697,10 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     })?;
     let expected = Manifest::parse(&text, &manifest_path)?;
     let seal = release.seal.as_ref();
+    let configured = config.manifest_exclude();
     let exclude = seal
         .and_then(|seal| seal.manifest_exclude.as_ref())
-        .unwrap_or(&config.manifest.exclude);
+        .unwrap_or(&configured);
     // Like the excludes, the run-time class the release was sealed with wins over today's
     // config; seals older than the key fall back to the config.
     let runtime = match seal.and_then(|seal| seal.manifest_runtime.as_ref()) {
@@ -707,7 +708,7 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
             path: release.dir.join(META_DIR).join(SEAL_FILE),
             message: format!("`manifest_runtime` {why}"),
         })?,
-        None => RuntimeFiles::new(&config.manifest.runtime).map_err(|why| Error::Config {
+        None => RuntimeFiles::new(&config.manifest_runtime()).map_err(|why| Error::Config {
             path: root.path().join(crate::config::CONFIG_FILE),
             message: format!("`manifest.runtime` {why}"),
         })?,

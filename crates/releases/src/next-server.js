@@ -9,10 +9,22 @@
 // hands the listening socket back to the primary before the process exits.
 'use strict';
 const cluster = require('node:cluster');
+const fs = require('node:fs');
 const http = require('node:http');
+const path = require('node:path');
 
 // On Linux the working directory is the physical one: the release, not `current`.
-const dir = process.cwd();
+const release = process.cwd();
+// An `output: 'standalone'` build serves from `.next/standalone`, with the `next` and the
+// config its build traced there (relman's build has linked `.next/static` and `public` in).
+const standalone = standaloneDir(release);
+const config = standalone && readServerFiles(standalone).config;
+const dir = standalone || release;
+if (standalone) {
+  // What the `server.js` Next.js writes there does before it loads `next`.
+  process.env.__NEXT_PRIVATE_STANDALONE_CONFIG = JSON.stringify(config);
+  process.chdir(dir);
+}
 const port = Number(process.env.PORT) || 3000;
 // Unset: every interface, IPv6 and IPv4, as `next start` does. Set HOST=127.0.0.1 in the
 // ecosystem file's `env` when only a proxy on this host should reach the app.
@@ -21,7 +33,7 @@ const host = process.env.HOST || undefined;
 const drainMs = Number(process.env.RELMAN_DRAIN_MS) || 8000;
 
 const next = require(require.resolve('next', { paths: [dir] }));
-const app = next({ dev: false, dir, hostname: host, port });
+const app = next({ dev: false, dir, hostname: host, port, ...(config && { conf: config }) });
 const handle = app.getRequestHandler();
 
 let server = null;
@@ -85,4 +97,25 @@ function leave() {
   } else {
     exit();
   }
+}
+
+/**
+ * Where an `output: 'standalone'` build put the app's server: `.next/standalone`, and below it
+ * the app's path in its workspace when the app is one package of a monorepo. Null when the
+ * release has no standalone server.
+ */
+function standaloneDir(app) {
+  let relative = '';
+  try {
+    relative = readServerFiles(app).relativeAppDir || '';
+  } catch {
+    return null;
+  }
+  const dir = path.join(app, '.next', 'standalone', relative);
+  return fs.existsSync(path.join(dir, 'server.js')) ? dir : null;
+}
+
+function readServerFiles(dir) {
+  const file = path.join(dir, '.next', 'required-server-files.json');
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
 }

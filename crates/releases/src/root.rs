@@ -186,8 +186,18 @@ impl DeployRoot {
         let detected = match app {
             Some(AppSpec {
                 source: Some(source),
+                app_dir,
                 ..
-            }) => Some(Detected::of_source(source)?),
+            }) => Some(Detected::of_source(source, app_dir.as_deref())?),
+            Some(AppSpec {
+                app_dir: Some(app_dir),
+                ..
+            }) => {
+                crate::config::check_relative(app_dir.as_str()).map_err(|why| {
+                    Error::Usage(format!("`--app-dir {app_dir}` {why}: give the app's path in the workspace, e.g. `apps/web`"))
+                })?;
+                Some(Detected::assumed())
+            }
             Some(_) => Some(Detected::assumed()),
             None => None,
         };
@@ -276,7 +286,13 @@ impl DeployRoot {
             root: root.path.clone(),
             created,
             kept,
-            app: detected.map(|d| d.describe()),
+            app: detected.map(|d| {
+                let described = d.describe();
+                match app.and_then(|a| a.app_dir.as_ref()) {
+                    Some(app_dir) => format!("{described}, in `{app_dir}` of a workspace"),
+                    None => described,
+                }
+            }),
         };
         Ok((root, report))
     }

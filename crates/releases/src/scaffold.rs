@@ -27,6 +27,8 @@ pub struct AppSpec {
     pub port: u16,
     /// The app's source, when given: its `package.json` decides the defaults.
     pub source: Option<Utf8PathBuf>,
+    /// The app's directory in its source when the source is a workspace (`apps/web`).
+    pub app_dir: Option<Utf8PathBuf>,
 }
 
 /// A PM2 app name relman can pass on a command line and in a file: the release ID's alphabet,
@@ -127,19 +129,37 @@ impl Detected {
         }
     }
 
-    /// Reads `DIR/package.json` and looks for a lockfile.
-    pub fn of_source(dir: &Utf8Path) -> Result<Detected> {
-        if !dir.is_dir() {
+    /// Reads the app's `package.json` (in `app_dir` of the source, for a workspace) and looks
+    /// for a lockfile at the source's root.
+    pub fn of_source(source: &Utf8Path, app_dir: Option<&Utf8Path>) -> Result<Detected> {
+        if !source.is_dir() {
             return Err(Error::Usage(format!(
-                "`--source {dir}` is not a directory: give the app's source (the directory with its package.json)"
+                "`--source {source}` is not a directory: give the app's source (the directory with its package.json)"
             )));
         }
+        let dir = match app_dir {
+            Some(app_dir) => {
+                let dir = source.join(app_dir);
+                let mut path = source.to_owned();
+                let real_dir = app_dir.components().all(|component| {
+                    path.push(component);
+                    std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
+                });
+                if crate::config::check_relative(app_dir.as_str()).is_err() || !real_dir {
+                    return Err(Error::Usage(format!(
+                        "`--app-dir {app_dir}` is not a directory of `{source}` (a symlink is not followed): give the app's path in the workspace, e.g. `apps/web`"
+                    )));
+                }
+                dir
+            }
+            None => source.to_owned(),
+        };
         let manifest = dir.join("package.json");
         let text = match std::fs::read_to_string(&manifest) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::Usage(format!(
-                    "`{manifest}` does not exist: `--source` must be the app's directory, the one with its package.json"
+                    "`{manifest}` does not exist: `--source` must be the app's directory, the one with its package.json (in a workspace, `--app-dir` names it)"
                 )));
             }
             Err(err) => return Err(Error::io("failed to read", manifest, err)),
@@ -166,7 +186,8 @@ impl Detected {
                 build_script: package["scripts"].get("build").is_some(),
             }
         };
-        let has = |file: &str| dir.join(file).is_file();
+        // A workspace has one lockfile, at its root.
+        let has = |file: &str| source.join(file).is_file();
         let manager = if has("pnpm-lock.yaml") {
             PackageManager::Pnpm
         } else if has("yarn.lock") {
@@ -239,6 +260,9 @@ pub(crate) fn config_keys(
     if let Some(source) = &spec.source {
         keys.push(("source", "path", text(source.as_str())));
     }
+    if let Some(app_dir) = &spec.app_dir {
+        keys.push(("source", "app_dir", text(app_dir.as_str())));
+    }
     keys.push(("build", "install", text(detected.manager.install())));
     let (command, expect, preflight) = match &detected.kind {
         AppKind::Next => (
@@ -259,7 +283,14 @@ pub(crate) fn config_keys(
             format!("node {script}"),
         ),
     };
-    keys.push(("build", "command", text(command)));
+    // Installed at the workspace's root, built in the app's directory.
+    let command = match &spec.app_dir {
+        Some(app_dir) if !command.is_empty() => {
+            format!("cd {} && {command}", shell_word(app_dir.as_str()))
+        }
+        _ => command.to_owned(),
+    };
+    keys.push(("build", "command", text(&command)));
     keys.push(("build", "expect", toml::Value::Array(expect)));
     if let Some(key) = actions_key {
         let mut env = toml::map::Map::new();
@@ -377,7 +408,11 @@ module.exports = {{
 "#,
         name = spec.name.as_str(),
         name_js = js(spec.name.as_str()),
-        cwd = js(current.as_str()),
+        cwd = js(spec
+            .app_dir
+            .as_ref()
+            .map_or_else(|| current.to_owned(), |app_dir| current.join(app_dir))
+            .as_str()),
         script = js(&script),
     )
 }
@@ -392,6 +427,7 @@ mod tests {
             name: AppName::parse("web").unwrap(),
             port: 3000,
             source: source.map(Utf8PathBuf::from),
+            app_dir: None,
         }
     }
 
@@ -465,6 +501,82 @@ mod tests {
     }
 
     #[test]
+    fn an_app_in_a_workspace_is_installed_at_the_root_built_in_its_directory_and_run_there() {
+        let spec = AppSpec {
+            app_dir: Some("apps/web".into()),
+            ..spec(Some("/srv/src/mono"))
+        };
+        let detected = Detected {
+            manager: PackageManager::Pnpm,
+            ..Detected::assumed()
+        };
+        let keys = config_keys(
+            &spec,
+            &detected,
+            Utf8Path::new("/srv/web/next-server.js"),
+            None,
+        );
+        let text = render_config(TEMPLATE, &keys);
+        let config = Config::parse(&text, Utf8Path::new("relman.toml")).unwrap();
+        assert_eq!(config.source.app_dir, "apps/web");
+        assert_eq!(config.build.install, "pnpm install --frozen-lockfile");
+        assert_eq!(config.build.command, "cd apps/web && pnpm run build");
+        assert_eq!(
+            config.build.expect,
+            [".next/BUILD_ID"],
+            "relative to the app"
+        );
+        assert_eq!(
+            config.manifest_exclude(),
+            [
+                "node_modules",
+                ".next/cache",
+                "apps/web/node_modules",
+                "apps/web/.next/cache"
+            ]
+        );
+        assert!(
+            config
+                .manifest_runtime()
+                .contains(&"apps/web/.next/server/route-cache".to_owned())
+        );
+        let ecosystem = render_ecosystem(
+            &spec,
+            &detected,
+            Utf8Path::new("/srv/web/current"),
+            Utf8Path::new("/srv/web/next-server.js"),
+            None,
+        );
+        assert!(
+            ecosystem.contains(r#"cwd: "/srv/web/current/apps/web","#),
+            "{ecosystem}"
+        );
+    }
+
+    #[test]
+    fn a_workspace_app_is_read_from_its_directory_and_its_lockfile_from_the_root() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(temp.path()).unwrap();
+        std::fs::create_dir_all(dir.join("apps/web")).unwrap();
+        std::fs::write(dir.join("package.json"), r#"{"private": true}"#).unwrap();
+        std::fs::write(dir.join("pnpm-lock.yaml"), "lockfileVersion: '9.0'\n").unwrap();
+        std::fs::write(
+            dir.join("apps/web/package.json"),
+            r#"{"dependencies": {"next": "16.4.3"}}"#,
+        )
+        .unwrap();
+        let detected = Detected::of_source(dir, Some(Utf8Path::new("apps/web"))).unwrap();
+        assert_eq!(detected.kind, AppKind::Next);
+        assert_eq!(detected.manager, PackageManager::Pnpm);
+        for bad in ["apps/api", "../x", "/abs"] {
+            let err = Detected::of_source(dir, Some(Utf8Path::new(bad)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--app-dir"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn node_config_follows_the_package_and_its_lockfile() {
         let detected = Detected {
             kind: AppKind::Node {
@@ -522,7 +634,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("yarn.lock"), "").unwrap();
-        let detected = Detected::of_source(dir).unwrap();
+        let detected = Detected::of_source(dir, None).unwrap();
         assert_eq!(
             detected.kind,
             AppKind::Node {
@@ -539,11 +651,11 @@ mod tests {
         .unwrap();
         std::fs::remove_file(dir.join("yarn.lock")).unwrap();
         std::fs::write(dir.join("package-lock.json"), "{}").unwrap();
-        let detected = Detected::of_source(dir).unwrap();
+        let detected = Detected::of_source(dir, None).unwrap();
         assert_eq!(detected, Detected::assumed());
 
         std::fs::write(dir.join("package.json"), "{").unwrap();
-        let err = Detected::of_source(dir).unwrap_err().to_string();
+        let err = Detected::of_source(dir, None).unwrap_err().to_string();
         assert!(err.contains("not valid JSON"), "{err}");
     }
 }
