@@ -13,6 +13,8 @@
 #     then `pm2 reload APP`. DEPLOY_RUNS of each, interleaved; and as many cold builds
 #     (`relman build --no-reuse`: no build cache) to set the `next build` step of a deploy,
 #     which starts from the previous release's `.next/cache`, against.
+#  3. Release size: a release as built (node_modules copied into it) and the same app built
+#     with `output: 'standalone'` (the whole release, its node_modules, .next/standalone).
 #
 # usage: bench/next.sh        (RELOADS=10, DEPLOY_RUNS=3)
 #        REPORT_ONLY=1 bench/next.sh   prints the report again from $TMPDIR/relman-bench-next/results/
@@ -33,6 +35,7 @@ ROOT="$WORK/root"
 APP="relman-bench-next-$$"
 SERVERS="$WORK/results/servers.tsv"
 DEPLOYS="$WORK/results/deploys.tsv"
+SIZES="$WORK/results/sizes.tsv"
 export NEXT_TELEMETRY_DISABLED=1
 
 command -v node >/dev/null || die "node not found"
@@ -182,6 +185,23 @@ for ((i = 1; i <= DEPLOY_RUNS; i++)); do
   say "  deploy run $i/$DEPLOY_RUNS"
 done
 
+# --- 3. release size: node_modules copied, and output: 'standalone' --------------------------
+say "sizes: a release as built, and the same app with output: 'standalone'"
+SA="$WORK/app-standalone"
+cp -a "$SRC" "$SA"
+sed -i 's|/\* config options here \*/|output: "standalone",|' "$SA/next.config.mjs"
+grep -q 'output: "standalone"' "$SA/next.config.mjs" || die "the template's next.config changed"
+"$RELMAN" --root "$ROOT" build --source "$SA" --id standalone >>"$WORK/build.log" 2>&1 ||
+  die "build standalone failed: $WORK/build.log"
+bytes() { du -sb "$1" | cut -f1; }
+{
+  printf 'release\tall_bytes\tnode_modules_bytes\tstandalone_bytes\n'
+  built="$ROOT/releases/deploy-$DEPLOY_RUNS" # the last deploy's release: live, never pruned
+  printf 'built\t%s\t%s\t\n' "$(bytes "$built")" "$(bytes "$built/node_modules")"
+  printf 'standalone\t%s\t%s\t%s\n' "$(bytes "$ROOT/releases/standalone")" \
+    "$(bytes "$ROOT/releases/standalone/node_modules")" "$(bytes "$ROOT/releases/standalone/.next/standalone")"
+} >"$SIZES"
+
 {
   machine_info
   echo "- app: create-next-app 16.4.3 App Router template (Google Fonts import dropped, /slow route added), next $(node -p "require('$SRC/package.json').dependencies.next"), PM2 $("$PM2" --version 2>/dev/null | tail -1) cluster mode, 2 instances, kill_timeout 10000 ms; node $(node --version)"
@@ -232,3 +252,12 @@ mapfile -t r_next < <(col "$DEPLOYS" relman 6)
 mapfile -t c_next < <(col "$DEPLOYS" cold 6)
 echo
 echo "The \`next build\` step alone (\`build.command\`), medians in seconds: cold (\`relman build --no-reuse\`, no \`.next/cache\`) $(median "${c_next[@]}"), warm (in \`relman deploy\`, the previous release's \`.next/cache\` carried) $(median "${r_next[@]}"): warm / cold = $(ratio "$(median "${r_next[@]}")" "$(median "${c_next[@]}")")."
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+size() { awk -F'\t' -v r="$1" -v c="$2" 'NR > 1 && $1 == r { print $c }' "$SIZES"; }
+echo
+echo "Release size (\`du -sb\`, MiB): a release as \`relman build\` makes it, and the same app with \`output: 'standalone'\`:"
+echo
+echo "| release | whole release | its node_modules | .next/standalone (what the workers load) |"
+echo "| --- | ---: | ---: | ---: |"
+echo "| as built (node_modules copied into it) | $(mib "$(size built 2)") | $(mib "$(size built 3)") | |"
+echo "| \`output: 'standalone'\` | $(mib "$(size standalone 2)") | $(mib "$(size standalone 3)") | $(mib "$(size standalone 4)") |"
