@@ -19,11 +19,11 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
             };
-            ui::data(format!("{level}  {:13} {}", check.name, check.message));
+            ui::data(format!("{level}  {:14} {}", check.name, check.message));
             if let Some(fix) = &check.fix
                 && check.level != Level::Ok
             {
-                ui::data(format!("      {:13} fix: {fix}", ""));
+                ui::data(format!("      {:14} fix: {fix}", ""));
             }
         }
     }

@@ -22,6 +22,8 @@ use serde_json::Value;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+mod docs;
+
 /// A PM2 daemon of its own (its own `PM2_HOME`), killed on drop.
 struct Pm2 {
     home: PathBuf,
@@ -1286,10 +1288,10 @@ fn stock_variant_in_place(dir: &Path, variant: &str) {
     }
 }
 
-/// The three commands on an app nobody here wrote, exactly as the README's Quick start runs
+/// The three commands on an app nobody here wrote, exactly as the tutorial (docs/tutorial.md) runs
 /// them (its transcripts replayed, and held to what they show): `create-next-app`'s template
 /// (its Google Fonts import dropped, nothing else), `init --app`, `deploy`, and `deploy` again
-/// under load with not one failed request, then the README's bad releases: a build that fails,
+/// under load with not one failed request, then the tutorial's bad releases: a build that fails,
 /// a home page that throws (refused, exit 3), a rollback.
 #[test]
 fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands() {
@@ -1298,7 +1300,7 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     let source = deploy.root.parent().unwrap().join("src");
     create_next_app(&source);
     drop_google_fonts(&source);
-    // A checkout, as the README has it (relman records its commit).
+    // A checkout, as the tutorial has it (relman records its commit).
     for args in [
         &["init", "-q"][..],
         &["add", "-A"],
@@ -1314,8 +1316,11 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     ] {
         run_ok(Command::new("git").args(args).current_dir(&source));
     }
-    let mut steps = transcript::block("README.md", "relman init --root /srv/web");
-    steps.extend(transcript::block("README.md", "/srv/src/web/app/page.js"));
+    let mut steps = transcript::block("docs/tutorial.md", "relman init --root /srv/web");
+    steps.extend(transcript::block(
+        "docs/tutorial.md",
+        "/srv/src/web/app/page.js",
+    ));
     let swaps = [
         ("/srv/src/web", source.display().to_string()),
         ("/srv/web", deploy.root.display().to_string()),
@@ -1364,8 +1369,8 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
             }
         }
     }
-    assert!(deploys >= 2, "the Quick start deploys twice");
-    assert!(refused >= 1, "the README shows a release refused");
+    assert!(deploys >= 2, "the tutorial deploys twice");
+    assert!(refused >= 1, "the tutorial shows a release refused");
 
     // Skew protection: two releases whose home page is a client component that differs, so
     // each has a chunk of its own; once the second is live, the first one's chunks still load.
@@ -1466,7 +1471,7 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     }
 }
 
-/// `output: 'standalone'` on the stock template, the three commands as the Quick start has
+/// `output: 'standalone'` on the stock template, the three commands as the tutorial has
 /// them, the second deploy under load: the workers serve from the release's
 /// `.next/standalone` (the standalone server's traced modules, not the release's
 /// `node_modules`), static files and `public` answer through it, not one request fails, and

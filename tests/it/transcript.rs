@@ -4,9 +4,14 @@
 //! printed (stdout and stderr together, as a terminal shows them). [`replay`] runs every command
 //! through `sh -c` in a scratch setting (the docs' paths and port swapped for the test's own),
 //! and [`assert_matches`] holds the block to the output: line for line, with every run of
-//! digits read as one number (IDs, pids, durations, ports and sizes differ from run to run)
-//! and a line `…` standing for any number of lines (a build's own output, say). A command
+//! digits read as one number (IDs, pids, durations, ports and sizes differ from run to run),
+//! every run of spaces as one (columns padded to those numbers) and a line `…` standing for
+//! any number of lines (a build's own output, say). A command
 //! that ends in `# exit N` must exit with N, any other with 0.
+//!
+//! `RELMAN_BLESS_DOCS=1` turns [`replay`] around: each block is rewritten with what its
+//! commands printed (a step whose shown lines hold a `…` keeps them, and is still checked), so
+//! a change to relman's output is one test run away from docs that show it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -98,8 +103,74 @@ pub fn run(step: &Step, swaps: Swaps<'_>, env: &[(String, String)]) -> (i32, Str
     (status.code().unwrap_or(-1), text)
 }
 
-/// Every run of digits as `N`, and every hex word of 7 or more characters (a commit) as `N`
-/// too: what may differ between two real runs.
+/// Replays the block of `file` whose first command contains `marker` (see [`run`]), each step
+/// held to its exit code and output; or, with `RELMAN_BLESS_DOCS=1`, rewrites the block with
+/// what the commands printed.
+// Blessing rewrites a doc in the developer's tree: a plain write, reviewed in the diff.
+#[allow(clippy::disallowed_methods)]
+pub fn replay(file: &str, marker: &str, swaps: Swaps<'_>, env: &[(String, String)]) {
+    let steps = block(file, marker);
+    let bless = std::env::var("RELMAN_BLESS_DOCS").as_deref() == Ok("1");
+    let mut body = Vec::new();
+    for step in &steps {
+        let (code, output) = run(step, swaps, env);
+        if bless && code != step.expected_code() {
+            let command = match step.command.rsplit_once("# exit ") {
+                Some((command, _)) => command.trim_end(),
+                None => step.command.as_str(),
+            };
+            body.push(match code {
+                0 => format!("$ {command}"),
+                code => format!("$ {command}   # exit {code}"),
+            });
+        } else {
+            assert_eq!(code, step.expected_code(), "$ {}\n{output}", step.command);
+            body.push(format!("$ {}", step.command));
+        }
+        if bless && !step.shown.iter().any(|l| l.trim() == "…") {
+            body.extend(output.lines().map(|l| l.trim_end().to_owned()));
+        } else {
+            assert_matches(step, &output);
+            body.extend(step.shown.iter().cloned());
+        }
+    }
+    if bless {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = Vec::new();
+        let mut lines = text.lines();
+        let mut done = false;
+        while let Some(line) = lines.next() {
+            out.push(line.to_owned());
+            if done || line.trim() != "```console" {
+                continue;
+            }
+            let mut old = Vec::new();
+            let mut fence = None;
+            for inner in lines.by_ref() {
+                if inner.trim() == "```" {
+                    fence = Some(inner);
+                    break;
+                }
+                old.push(inner);
+            }
+            let ours = old
+                .first()
+                .is_some_and(|first| first.starts_with("$ ") && first.contains(marker));
+            if ours {
+                out.extend(body.iter().cloned());
+                done = true;
+            } else {
+                out.extend(old.iter().map(|l| (*l).to_owned()));
+            }
+            out.extend(fence.map(str::to_owned));
+        }
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    }
+}
+
+/// Every run of digits as `N`, every hex word of 7 or more characters (a commit) as `N` too,
+/// and every run of spaces as one: what may differ between two real runs.
 fn normalised(line: &str) -> String {
     let line = line.trim_end();
     let mut words = String::with_capacity(line.len());
@@ -123,6 +194,10 @@ fn normalised(line: &str) -> String {
     let mut out = String::with_capacity(words.len());
     let mut in_number = false;
     for c in words.chars() {
+        // Columns are padded to their widest value, which differs from run to run too.
+        if c == ' ' && out.ends_with(' ') {
+            continue;
+        }
         if c.is_ascii_digit() {
             if !in_number {
                 out.push('N');
@@ -178,4 +253,8 @@ fn matching_reads_digits_as_numbers_and_an_ellipsis_as_any_lines() {
         &lines("a  0c1d2e3f40  335.9 MiB")
     ));
     assert!(!matches(&lines("deploy"), &lines("deploys")));
+    assert!(matches(
+        &lines("worker 0  restarts 3    release a"),
+        &lines("worker 0  restarts 21   release a")
+    ));
 }
