@@ -9,8 +9,8 @@
 //! any number of lines (a build's own output, say). A command
 //! that ends in `# exit N` must exit with N, any other with 0.
 //!
-//! `RELMAN_BLESS_DOCS=1` turns [`replay`] around: each block is rewritten with what its
-//! commands printed (a step whose shown lines hold a `…` keeps them, and is still checked), so
+//! `RELMAN_BLESS_DOCS=1` turns [`replay`] around: each step that no longer matches is rewritten
+//! with what it printed (one whose shown lines hold a `…` keeps them, and is still checked), so
 //! a change to relman's output is one test run away from docs that show it.
 
 use std::path::Path;
@@ -106,13 +106,25 @@ pub fn run(step: &Step, swaps: Swaps<'_>, env: &[(String, String)]) -> (i32, Str
 /// Replays the block of `file` whose first command contains `marker` (see [`run`]), each step
 /// held to its exit code and output; or, with `RELMAN_BLESS_DOCS=1`, rewrites the block with
 /// what the commands printed.
+pub fn replay(file: &str, marker: &str, swaps: Swaps<'_>, env: &[(String, String)]) {
+    replay_with(file, marker, swaps, env, &mut |_| {});
+}
+
+/// [`replay`], with `before` called ahead of each step (to set up what its comment says).
 // Blessing rewrites a doc in the developer's tree: a plain write, reviewed in the diff.
 #[allow(clippy::disallowed_methods)]
-pub fn replay(file: &str, marker: &str, swaps: Swaps<'_>, env: &[(String, String)]) {
+pub fn replay_with(
+    file: &str,
+    marker: &str,
+    swaps: Swaps<'_>,
+    env: &[(String, String)],
+    before: &mut dyn FnMut(&Step),
+) {
     let steps = block(file, marker);
     let bless = std::env::var("RELMAN_BLESS_DOCS").as_deref() == Ok("1");
     let mut body = Vec::new();
     for step in &steps {
+        before(step);
         let (code, output) = run(step, swaps, env);
         if bless && code != step.expected_code() {
             let command = match step.command.rsplit_once("# exit ") {
@@ -127,7 +139,8 @@ pub fn replay(file: &str, marker: &str, swaps: Swaps<'_>, env: &[(String, String
             assert_eq!(code, step.expected_code(), "$ {}\n{output}", step.command);
             body.push(format!("$ {}", step.command));
         }
-        if bless && !step.shown.iter().any(|l| l.trim() == "…") {
+        let keep = step.shown.iter().any(|l| l.trim() == "…") || shows(step, &output);
+        if bless && !keep {
             body.extend(output.lines().map(|l| l.trim_end().to_owned()));
         } else {
             assert_matches(step, &output);
@@ -211,11 +224,16 @@ fn normalised(line: &str) -> String {
     out
 }
 
-/// Fails unless `output` is what `step` shows, as the module says.
-pub fn assert_matches(step: &Step, output: &str) {
+/// Whether `output` is what `step` shows, as the module says.
+fn shows(step: &Step, output: &str) -> bool {
     let actual: Vec<String> = output.lines().map(normalised).collect();
     let shown: Vec<String> = step.shown.iter().map(|l| normalised(l)).collect();
-    if !matches(&shown, &actual) {
+    matches(&shown, &actual)
+}
+
+/// Fails unless `output` is what `step` shows.
+pub fn assert_matches(step: &Step, output: &str) {
+    if !shows(step, output) {
         panic!(
             "the docs' transcript of `$ {}` no longer matches a real run\n--- the docs show ---\n{}\n--- the run printed ---\n{}",
             step.command,

@@ -1,19 +1,47 @@
 //! The console blocks of the reference and the guide that show relman at work on a running
-//! app, replayed on one deploy root set up the way they describe (`transcript::replay`): the
-//! fixture app served by a real PM2 cluster of two, releases that go live and releases that
-//! must not. `RELMAN_BLESS_DOCS=1` rewrites the blocks with what this run printed.
+//! app, replayed on one deploy root set up the way the reference describes it
+//! (`transcript::replay`): the fixture app from `/srv/src/web`, served on port 3100 by a real
+//! PM2 cluster of two, releases that go live and releases that must not.
+//! `RELMAN_BLESS_DOCS=1` rewrites the blocks with what this run printed.
 
 use super::*;
+
+/// The root of the reference's examples, as its section 1 describes it.
+const CONFIG: &str = r#"[source]
+path = "/srv/src/web"
+
+[build]
+install = "npm ci"
+expect = ["build/BUILD_ID"]
+
+[pm2]
+app = "web"
+timeout_secs = 60
+
+[preflight]
+command = "node server.js"
+url = "http://127.0.0.1:{port}/health"
+timeout_secs = 5
+
+[verify]
+url = "http://127.0.0.1:3100/health"
+body_contains = "\"release\":\"{release}\""
+attempts = 10
+interval_ms = 300
+routes = ["/"]
+"#;
 
 /// The docs' names for what the test makes its own.
 struct Docs {
     deploy: Deploy,
+    source: PathBuf,
     env: Vec<(String, String)>,
 }
 
 impl Docs {
-    fn swaps(&self) -> [(&'static str, String); 3] {
+    fn swaps(&self) -> [(&'static str, String); 4] {
         [
+            ("/srv/src/web", self.source.display().to_string()),
             ("/srv/web", self.deploy.root.display().to_string()),
             (
                 "/home/deploy/.pm2",
@@ -27,39 +55,44 @@ impl Docs {
         transcript::replay(file, marker, &self.swaps(), &self.env);
     }
 
-    /// Rewrites relman.toml line by line through `edit` (an empty line drops one).
-    fn config(&self, edit: impl Fn(&str) -> String) {
-        let toml = self.deploy.root.join("relman.toml");
-        let text: String = std::fs::read_to_string(&toml)
-            .unwrap()
-            .lines()
-            .map(|line| edit(line) + "\n")
-            .collect();
-        std::fs::write(toml, text).unwrap();
+    /// relman.toml: `text` with the docs' names swapped for the test's.
+    fn config(&self, text: &str) {
+        let mut text = text.to_owned();
+        for (from, to) in self.swaps() {
+            text = text.replace(from, &to);
+        }
+        std::fs::write(self.deploy.root.join("relman.toml"), text).unwrap();
+    }
+
+    /// The source's variant (`fixtures/node-app/README.md`).
+    fn variant(&self, variant: &str) {
+        std::fs::write(self.source.join("VARIANT"), variant).unwrap();
     }
 }
 
 #[test]
 fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     let Some(pm2) = prerequisites() else { return };
-    let deploy = Deploy::new(pm2, "web");
+    let deploy = Deploy::uninitialised(pm2, "web");
+    let source = deploy.root.parent().unwrap().join("src");
+    copy_dir(&Path::new(REPO).join("fixtures/node-app"), &source);
     let mut env = deploy.env();
     env.push(("RELMAN_ROOT".into(), deploy.root.display().to_string()));
-    let docs = Docs { deploy, env };
+    env.push(("npm_config_update_notifier".into(), "false".into()));
+    let docs = Docs {
+        deploy,
+        source,
+        env,
+    };
     let deploy = &docs.deploy;
-    // The reference's root: the pages users visit are checked too.
-    let toml = deploy.root.join("relman.toml");
-    let config = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, format!("{config}routes = [\"/\"]\n")).unwrap();
-    // `pm2.bin` at its default: the pinned `pm2`, first on the test's `PATH`.
-    docs.config(|line| {
-        if line.starts_with("bin =") {
-            String::new()
-        } else {
-            line.to_owned()
-        }
-    });
-    let config = std::fs::read_to_string(&toml).unwrap();
+
+    docs.replay("docs/guide.md", "relman init --root /srv/web");
+    docs.config(CONFIG);
+    docs.variant("healthy");
+    docs.replay("docs/reference.md", "relman build");
+    docs.variant("build-fail");
+    docs.replay("docs/reference.md", "relman build   # exit 1");
+    docs.variant("healthy");
 
     deploy.build("20261129064626", "healthy");
     deploy.serve_first("20261129064626");
@@ -68,17 +101,23 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
 
     // Without a preflight and with three attempts, as the reference says.
     deploy.build("sick", "unhealthy");
-    docs.config(|line| {
-        if line.starts_with("command =") || line.starts_with("url = \"http://127.0.0.1:{port}") {
-            String::new()
-        } else if line.starts_with("attempts =") {
-            "attempts = 3".into()
-        } else {
-            line.to_owned()
-        }
-    });
+    let sick: String = CONFIG
+        .lines()
+        .filter(|l| {
+            !l.starts_with("command =") && !l.starts_with("url = \"http://127.0.0.1:{port}")
+        })
+        .map(|l| {
+            if l.starts_with("attempts =") {
+                "attempts = 3"
+            } else {
+                l
+            }
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    docs.config(&sick);
     docs.replay("docs/reference.md", "relman activate sick");
-    std::fs::write(&toml, &config).unwrap();
+    docs.config(CONFIG);
 
     deploy.build("silent", "hang-under-pm2");
     docs.replay("docs/reference.md", "relman activate silent");
@@ -100,4 +139,21 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     std::fs::remove_file(b.join("README.md")).unwrap();
     std::fs::write(b.join("extra.txt"), "added\n").unwrap();
     docs.replay("docs/reference.md", "relman verify b");
+
+    // Config errors: each command's comment is the whole relman.toml it runs with.
+    transcript::replay_with(
+        "docs/reference.md",
+        "relman status          # [build]",
+        &docs.swaps(),
+        &docs.env,
+        &mut |step| {
+            let comment = step.command.split_once("# [").map(|(_, c)| c);
+            let comment = comment.map(|c| c.split(" # exit").next().unwrap().trim_end());
+            if let Some((section, line)) = comment.and_then(|c| c.split_once("] ")) {
+                docs.config(&format!("[{section}]\n{line}\n"));
+            }
+        },
+    );
+    docs.config(CONFIG);
+    deploy.assert_live("20261129064632");
 }
