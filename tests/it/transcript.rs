@@ -26,7 +26,7 @@ pub struct Step {
 }
 
 /// The ```` ```console ```` block of `file` (relative to the repository) whose first command
-/// contains `marker`.
+/// contains `marker`, without the indentation of the list item it may sit in.
 pub fn block(file: &str, marker: &str) -> Vec<Step> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path).unwrap();
@@ -35,11 +35,13 @@ pub fn block(file: &str, marker: &str) -> Vec<Step> {
         if line.trim() != "```console" {
             continue;
         }
-        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
-        if !body
-            .first()
-            .is_some_and(|first| first.starts_with("$ ") && first.contains(marker))
-        {
+        let indent = line.len() - line.trim_start().len();
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| l.trim() != "```")
+            .map(|l| l.get(indent..).unwrap_or(""))
+            .collect();
+        if !ours(&body, marker) {
             continue;
         }
         let mut steps: Vec<Step> = Vec::new();
@@ -167,11 +169,19 @@ pub fn replay_with(
                 }
                 old.push(inner);
             }
-            let ours = old
-                .first()
-                .is_some_and(|first| first.starts_with("$ ") && first.contains(marker));
-            if ours {
-                out.extend(body.iter().cloned());
+            let indent = " ".repeat(line.len() - line.trim_start().len());
+            let unindented: Vec<&str> = old
+                .iter()
+                .map(|l| l.get(indent.len()..).unwrap_or(""))
+                .collect();
+            if ours(&unindented, marker) {
+                out.extend(body.iter().map(|l| {
+                    if l.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{indent}{l}")
+                    }
+                }));
                 done = true;
             } else {
                 out.extend(old.iter().map(|l| (*l).to_owned()));
@@ -180,6 +190,12 @@ pub fn replay_with(
         }
         std::fs::write(&path, out.join("\n") + "\n").unwrap();
     }
+}
+
+/// Whether a block's body starts with a command that contains `marker`.
+fn ours(body: &[&str], marker: &str) -> bool {
+    body.first()
+        .is_some_and(|first| first.starts_with("$ ") && first.contains(marker))
 }
 
 /// Every run of digits as `N`, every hex word of 7 or more characters (a commit) as `N` too,
@@ -275,4 +291,124 @@ fn matching_reads_digits_as_numbers_and_an_ellipsis_as_any_lines() {
         &lines("worker 0  restarts 3    release a"),
         &lines("worker 0  restarts 21   release a")
     ));
+}
+
+/// The string literals of a Rust source, in order (enough of Rust's syntax for the tests').
+fn string_literals(source: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        let raw_hashes = (c == 'r').then(|| {
+            let ahead = chars.clone();
+            let hashes = ahead.clone().take_while(|&c| c == '#').count();
+            (ahead.clone().nth(hashes) == Some('"')).then_some(hashes)
+        });
+        if let Some(Some(hashes)) = raw_hashes {
+            // `r#"…"#`: up to a quote followed by as many hashes.
+            chars.nth(hashes);
+            let close: String = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', hashes))
+                .collect();
+            let rest = chars.as_str();
+            let end = rest.find(&close).unwrap_or(rest.len());
+            literals.push(rest[..end].to_owned());
+            chars = rest[(end + close.len()).min(rest.len())..].chars();
+        } else if c == '/' && chars.clone().next() == Some('/') {
+            // A comment runs to the end of the line.
+            for c in chars.by_ref() {
+                if c == '\n' {
+                    break;
+                }
+            }
+        } else if c == '\'' {
+            // A char literal (`'"'`), or a lifetime: skip what a char literal would hold.
+            let mut ahead = chars.clone();
+            let first = ahead.next();
+            let second = if first == Some('\\') {
+                ahead.nth(1)
+            } else {
+                ahead.next()
+            };
+            if second == Some('\'') {
+                chars = ahead;
+            }
+        } else if c == '"' {
+            let mut literal = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => literal.extend(chars.next()),
+                    '"' => break,
+                    c => literal.push(c),
+                }
+            }
+            literals.push(literal);
+        }
+    }
+    literals
+}
+
+/// The first commands of every console block of `file`, in order.
+fn first_commands(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let mut firsts = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```console" {
+            let first = lines.next().unwrap_or("").trim_start();
+            firsts.push(first.to_owned());
+            lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .for_each(drop);
+        }
+    }
+    firsts
+}
+
+/// A console block is a promise that its output is real: every one in the docs is replayed
+/// by some test (`block`, `replay` or `replay_with` naming its file and a marker that selects
+/// it), so a new one that is not fails here.
+#[test]
+fn every_console_block_of_the_docs_is_replayed() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut literals = Vec::new();
+    for source in ["tests/it/e2e.rs", "tests/it/e2e/docs.rs"] {
+        literals.extend(string_literals(
+            &std::fs::read_to_string(repo.join(source)).unwrap(),
+        ));
+    }
+    let mut files: Vec<String> = vec!["README.md".into()];
+    for entry in std::fs::read_dir(repo.join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            files.push(format!("docs/{name}"));
+        }
+    }
+    let mut missing = Vec::new();
+    for file in &files {
+        let firsts = first_commands(file);
+        let markers: Vec<&str> = literals
+            .windows(2)
+            .filter(|pair| pair[0] == *file)
+            .map(|pair| pair[1].as_str())
+            .collect();
+        for first in &firsts {
+            // The block a marker selects is the first whose first command contains it.
+            let replayed = markers.iter().any(|marker| {
+                first.starts_with("$ ")
+                    && firsts
+                        .iter()
+                        .find(|f| f.starts_with("$ ") && f.contains(marker))
+                        == Some(first)
+            });
+            if !replayed {
+                missing.push(format!("{file}: {first}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "console blocks no test replays (replay them, or make them ```sh if they show no output):\n{}",
+        missing.join("\n")
+    );
 }

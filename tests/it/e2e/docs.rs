@@ -14,6 +14,9 @@ path = "/srv/src/web"
 install = "npm ci"
 expect = ["build/BUILD_ID"]
 
+[shared]
+paths = [".env.production", "public/uploads"]
+
 [pm2]
 app = "web"
 timeout_secs = 60
@@ -35,12 +38,17 @@ routes = ["/"]
 struct Docs {
     deploy: Deploy,
     source: PathBuf,
+    /// The guide's `/srv/web-bad`: a root whose app was started by hand, the wrong way.
+    bad_root: PathBuf,
+    bad_port: u16,
     env: Vec<(String, String)>,
 }
 
 impl Docs {
-    fn swaps(&self) -> [(&'static str, String); 4] {
+    fn swaps(&self) -> [(&'static str, String); 6] {
         [
+            ("/srv/web-bad", self.bad_root.display().to_string()),
+            ("3199", self.bad_port.to_string()),
             ("/srv/src/web", self.source.display().to_string()),
             ("/srv/web", self.deploy.root.display().to_string()),
             (
@@ -79,9 +87,12 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     let mut env = deploy.env();
     env.push(("RELMAN_ROOT".into(), deploy.root.display().to_string()));
     env.push(("npm_config_update_notifier".into(), "false".into()));
+    let bad_root = deploy.root.parent().unwrap().join("web-bad");
     let docs = Docs {
         deploy,
         source,
+        bad_root,
+        bad_port: free_port(),
         env,
     };
     let deploy = &docs.deploy;
@@ -89,15 +100,26 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     docs.replay("docs/guide.md", "relman init --root /srv/web");
     docs.config(CONFIG);
     docs.variant("healthy");
+    // The shared paths are missing; the guide's block creates them.
+    docs.replay("docs/guide.md", "relman build   # exit 2");
     docs.replay("docs/reference.md", "relman build");
     docs.variant("build-fail");
     docs.replay("docs/reference.md", "relman build   # exit 1");
     docs.variant("healthy");
 
-    deploy.build("20261129064626", "healthy");
-    deploy.serve_first("20261129064626");
+    // The first activation starts the app from the ecosystem file `init --app` writes (the
+    // rest of what it writes, the config, is kept as it is).
+    let port = deploy.port.to_string();
+    let source = docs.source.to_str().unwrap();
+    deploy
+        .relman(&["init", "--app", "web", "--port", &port, "--source", source])
+        .success();
+    docs.replay("docs/guide.md", "relman deploy");
     deploy.build("20261129064632", "healthy");
     docs.replay("docs/reference.md", "relman activate 20261129064632");
+    docs.replay("docs/guide.md", "readlink /srv/web/current/.env.production");
+    // A request in flight through a reload completes (the guide's test of graceful shutdown).
+    docs.replay("docs/guide.md", "(curl -s \"http://127.0.0.1:3100/slow");
 
     // Without a preflight and with three attempts, as the reference says.
     deploy.build("sick", "unhealthy");
@@ -131,6 +153,7 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     docs.replay("docs/reference.md", "relman probe");
     docs.replay("docs/reference.md", "relman prune --keep 2 --dry-run");
     docs.replay("docs/guide.md", "relman doctor");
+    docs.replay("docs/guide.md", "PM2_HOME=/srv/pm2-none relman doctor");
 
     // A release edited in place after its seal.
     deploy.build("b", "healthy");
@@ -139,6 +162,11 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     std::fs::remove_file(b.join("README.md")).unwrap();
     std::fs::write(b.join("extra.txt"), "added\n").unwrap();
     docs.replay("docs/reference.md", "relman verify b");
+    // Last of the activations: what it says depends on how fast PM2 restarts the worker, and
+    // the blocks above list the history.
+    deploy.build("crashy", "worker-crash");
+    docs.replay("docs/reference.md", "relman activate crashy");
+    deploy.assert_live("20261129064632");
 
     // Config errors: each command's comment is the whole relman.toml it runs with.
     transcript::replay_with(
@@ -156,4 +184,76 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     );
     docs.config(CONFIG);
     deploy.assert_live("20261129064632");
+
+    // A preflight that takes a while to boot: an activation holds the root lock through it.
+    docs.config(&CONFIG.replace(
+        "command = \"node server.js\"",
+        "command = \"sleep 30 && node server.js\"",
+    ));
+    deploy.build("20261127105929", "healthy");
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(["activate", "20261127105929"])
+        .envs(docs.env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = deploy.root.join(".relman/lock");
+    support::wait_for(
+        "the activation to hold the lock",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&lock)
+                .ok()
+                .filter(|text| text.contains("activate 20261127105929"))
+        },
+    );
+    docs.replay("docs/reference.md", "RELMAN_LOCK_WAIT_SECS=2 relman prune");
+    signal_process(holder.id(), Signal::Interrupt).unwrap();
+    assert_eq!(
+        holder.wait().unwrap().code(),
+        Some(1),
+        "interrupted before the flip"
+    );
+    docs.replay(
+        "docs/reference.md",
+        "timeout --preserve-status -s INT 3 relman activate 20261127105929",
+    );
+    docs.config(CONFIG);
+    deploy.assert_live("20261129064632");
+
+    // The guide's badly started app: a root of its own, the app started by hand from inside
+    // `current` without a `cwd`, under the same PM2 daemon.
+    let bad = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_relman"))
+            .args(args)
+            .arg("--root")
+            .arg(&docs.bad_root)
+            .envs(docs.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    bad(&["init"]);
+    std::fs::write(
+        docs.bad_root.join("relman.toml"),
+        format!(
+            "[build]\ninstall = \"npm ci\"\nexpect = [\"build/BUILD_ID\"]\n\n[pm2]\napp = \"web-bad\"\ntimeout_secs = 60\n\n[verify]\nurl = \"http://127.0.0.1:{}/health\"\n",
+            docs.bad_port
+        ),
+    )
+    .unwrap();
+    for id in ["one", "two"] {
+        bad(&["build", "--source", source, "--id", id]);
+    }
+    bad(&["activate", "one", "--no-reload", "--no-probe"]);
+    docs.replay(
+        "docs/guide.md",
+        "cd /srv/web-bad/current && PORT=3199 pm2 start",
+    );
+    docs.replay("docs/guide.md", "relman --root /srv/web-bad doctor");
 }
