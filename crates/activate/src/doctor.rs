@@ -324,16 +324,14 @@ fn listen_check(
         return;
     };
     let listen_ms = u64::try_from(listen.as_millis()).unwrap_or(u64::MAX);
-    let slowest = relman_releases::history::read(root)
-        .ok()
-        .and_then(|entries| {
-            entries.iter().rev().find_map(|e| {
-                (e.result == relman_releases::history::Outcome::Ok)
-                    .then(|| e.durations_ms.get(crate::roll::SLOWEST_WORKER).copied())
-                    .flatten()
-                    .map(|ms| (e.to.clone(), ms))
-            })
-        });
+    let slowest = relman_releases::history::find_newest(root, |e| {
+        (e.result == relman_releases::history::Outcome::Ok)
+            .then(|| e.durations_ms.get(crate::roll::SLOWEST_WORKER).copied())
+            .flatten()
+            .map(|ms| (e.to.clone(), ms))
+    })
+    .ok()
+    .flatten();
     let (level, message, fix) = judge_listen_timeout(
         listen_ms,
         slowest.as_ref().map(|(id, ms)| (id.as_str(), *ms)),

@@ -58,7 +58,7 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
     let config = root.config()?;
     let overview = store::overview(root)?;
     let excluded = overview.exclusions();
-    let last = history::read(root)?.pop();
+    let last = history::find_newest(root, |entry| Some(entry.clone()))?;
     // `/proc/PID/cwd` is resolved; so must the releases directory be (it may be a symlink).
     let releases = std::fs::canonicalize(root.releases_dir())
         .unwrap_or_else(|_| root.releases_dir().into_std_path_buf());

@@ -122,6 +122,137 @@ pub fn read(root: &DeployRoot) -> Result<Vec<HistoryEntry>> {
     })
 }
 
+/// The entries since `since` (all of them for `None`), oldest first, as [`read`] gives them,
+/// but read from the end of the file: the cost follows what is asked for, not the history's
+/// size. A bad line among them is the same error as [`read`]'s.
+pub fn read_since(root: &DeployRoot, since: Option<DateTime<Utc>>) -> Result<Vec<HistoryEntry>> {
+    let Some(since) = since else {
+        return read(root);
+    };
+    let mut entries = Vec::new();
+    for entry in newest_first(root)? {
+        let entry = entry?;
+        if entry.at < since {
+            break;
+        }
+        entries.push(entry);
+    }
+    entries.reverse();
+    Ok(entries)
+}
+
+/// The newest entry for which `found` gives something, read from the end of the file.
+pub fn find_newest<T>(
+    root: &DeployRoot,
+    mut found: impl FnMut(&HistoryEntry) -> Option<T>,
+) -> Result<Option<T>> {
+    for entry in newest_first(root)? {
+        if let Some(value) = found(&entry?) {
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
+}
+
+/// Every entry, newest first, read backwards from the end of the file a block at a time.
+fn newest_first(root: &DeployRoot) -> Result<NewestFirst<'_>> {
+    let path = root.history_path();
+    let opened = crate::fs::own_files::open_own_file_to_read(&path, HISTORY_LIMIT)
+        .map_err(|why| why.into_error(&path, UNREADABLE_HINT))?;
+    Ok(NewestFirst {
+        root,
+        file: opened,
+        carry: Vec::new(),
+        lines: Vec::new(),
+        last: true,
+    })
+}
+
+/// The iterator of [`newest_first`].
+struct NewestFirst<'a> {
+    root: &'a DeployRoot,
+    /// The file and how much of it is still unread (the start up to that offset).
+    file: Option<(std::fs::File, u64)>,
+    /// The start of a line whose beginning is in the unread part.
+    carry: Vec<u8>,
+    /// Whole lines read and not yet given, in file order.
+    lines: Vec<Vec<u8>>,
+    /// Whether the next line given is the file's last (which may be torn).
+    last: bool,
+}
+
+/// How much of the history is read at a time.
+const BLOCK: u64 = 64 * 1024;
+
+impl NewestFirst<'_> {
+    /// Reads the block before the unread part; false at the start of the file.
+    fn fill(&mut self) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let Some((file, unread)) = &mut self.file else {
+            return Ok(false);
+        };
+        if *unread == 0 {
+            if !self.carry.is_empty() {
+                self.lines.push(std::mem::take(&mut self.carry));
+            }
+            self.file = None;
+            return Ok(true);
+        }
+        let start = unread.saturating_sub(BLOCK);
+        let mut block = vec![0; usize::try_from(*unread - start).expect("a block fits")];
+        file.read_exact_at(&mut block, start)
+            .map_err(|err| Error::io("failed to read", self.root.history_path(), err))?;
+        *unread = start;
+        block.extend_from_slice(&self.carry);
+        let mut pieces: Vec<&[u8]> = block.split(|&b| b == b'\n').collect();
+        // The first piece may continue in the block before.
+        self.carry = pieces.remove(0).to_vec();
+        self.lines.extend(pieces.into_iter().map(<[u8]>::to_vec));
+        Ok(true)
+    }
+
+    /// The full read's error for a bad line: it names the line by its number.
+    fn bad_line(&self) -> Error {
+        match read(self.root) {
+            Err(err) => err,
+            Ok(_) => Error::Malformed {
+                path: self.root.history_path(),
+                message: "it changed while it was read; try again".into(),
+            },
+        }
+    }
+}
+
+impl Iterator for NewestFirst<'_> {
+    type Item = Result<HistoryEntry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            while let Some(line) = self.lines.pop() {
+                // The file's last piece: empty when the file ends with a newline, else a line
+                // with none after it, torn by a crash mid-append when it does not parse.
+                let torn_allowed = std::mem::replace(&mut self.last, false);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<HistoryEntry>(text).ok())
+                {
+                    Some(entry) => return Some(Ok(entry)),
+                    None if torn_allowed => continue,
+                    None => return Some(Err(self.bad_line())),
+                }
+            }
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(err) => return Some(Err(err)),
+            }
+        }
+    }
+}
+
 /// The releases that went live and proved themselves, oldest first, as the history tells it.
 pub(crate) fn good_sequence(entries: &[HistoryEntry]) -> Vec<&ReleaseId> {
     let mut sequence: Vec<&ReleaseId> = Vec::new();
@@ -306,6 +437,95 @@ mod tests {
         let entries = read(&root).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0], first);
+    }
+
+    /// Writes `text` as the history, as it is (the parent directory made).
+    fn write_history(root: &DeployRoot, text: &str) {
+        crate::fs::create_dir_all(&root.state_dir()).unwrap();
+        std::fs::write(root.history_path(), text).unwrap();
+    }
+
+    fn line(entry: &HistoryEntry) -> String {
+        serde_json::to_string(entry).unwrap() + "\n"
+    }
+
+    /// Entries a second apart, some with a reason long enough to cross the read's blocks.
+    fn many(count: usize) -> Vec<HistoryEntry> {
+        let start = Utc::now() - chrono::TimeDelta::days(1);
+        (0..count)
+            .map(|i| HistoryEntry {
+                at: start + chrono::TimeDelta::seconds(i as i64),
+                reason: (i % 7 == 3).then(|| "x".repeat(if i == 10 { 200_000 } else { 3_000 })),
+                ..entry(Action::Activate, Some("a"), &format!("r{i}"), Outcome::Ok)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn read_from_the_end_gives_what_the_whole_read_gives() {
+        let (_guard, root) = root();
+        assert_eq!(read_since(&root, Some(Utc::now())).unwrap(), []);
+        let entries = many(300);
+        let text: String = entries.iter().map(line).collect();
+        for (shape, text) in [
+            ("as appended", text.clone()),
+            ("a torn last line", format!("{text}{{\"at\":\"2026-")),
+            ("no newline after the last", text.trim_end().to_owned()),
+            (
+                "blank lines",
+                format!("\n{}\n\n", text.replace("}\n{", "}\n\n{")),
+            ),
+        ] {
+            write_history(&root, &text);
+            let whole = read(&root).unwrap();
+            assert_eq!(whole, entries, "{shape}");
+            assert_eq!(read_since(&root, None).unwrap(), whole, "{shape}");
+            let oldest = entries[0].at;
+            assert_eq!(read_since(&root, Some(oldest)).unwrap(), whole, "{shape}");
+            let since = entries[250].at;
+            assert_eq!(
+                read_since(&root, Some(since)).unwrap(),
+                whole[250..],
+                "{shape}"
+            );
+            let newest = find_newest(&root, |e| Some(e.to.to_string())).unwrap();
+            assert_eq!(newest.as_deref(), Some("r299"), "{shape}");
+            let long = find_newest(&root, |e| {
+                e.reason
+                    .as_ref()
+                    .filter(|r| r.len() > 100_000)
+                    .map(|_| e.to.to_string())
+            });
+            assert_eq!(long.unwrap().as_deref(), Some("r10"), "{shape}");
+        }
+    }
+
+    #[test]
+    fn read_from_the_end_names_a_bad_line_as_the_whole_read_does() {
+        let (_guard, root) = root();
+        let entries = many(50);
+        let mut lines: Vec<String> = entries.iter().map(line).collect();
+        lines[45] = "{not json\n".into();
+        write_history(&root, &lines.concat());
+        let whole = read(&root).unwrap_err().to_string();
+        assert!(whole.contains("line 46"), "{whole}");
+        let since = read_since(&root, Some(entries[40].at))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(since, whole);
+        // Older than what is asked for (the reading stops at the first older entry, line 47):
+        // not read, so not an error.
+        assert_eq!(
+            read_since(&root, Some(entries[47].at)).unwrap(),
+            entries[47..]
+        );
+        // A history relman must not read is refused as by the whole read.
+        std::fs::remove_file(root.history_path()).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.history_path()).unwrap();
+        assert_eq!(
+            read_since(&root, Some(Utc::now())).unwrap_err().to_string(),
+            read(&root).unwrap_err().to_string()
+        );
     }
 
     #[test]

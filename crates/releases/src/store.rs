@@ -204,7 +204,19 @@ pub struct Overview {
 pub fn overview(root: &DeployRoot) -> Result<Overview> {
     let releases = releases(root)?;
     let current = root.current()?;
-    let history = history::read(root)?;
+    // Only what happened since the oldest release on disk was created can concern a release on
+    // disk (a day of slack for a clock that stepped back): the older history is not read.
+    let since = releases
+        .iter()
+        .map(|r| r.created_at)
+        .collect::<Option<Vec<_>>>()
+        .and_then(|times| times.into_iter().min())
+        .map(|oldest| oldest - chrono::TimeDelta::days(1));
+    let history = if releases.is_empty() {
+        Vec::new()
+    } else {
+        history::read_since(root, since)?
+    };
     let rollback_target = rollback_target(&releases, &history, current.as_ref());
     // Pruned releases may still be named in the history; only the ones on disk matter here.
     let mut excluded = history::exclusions(&history);

@@ -135,6 +135,24 @@ pub(crate) fn check_own_file(path: &Utf8Path, limit: u64) -> Result<(), Unreadab
     Ok(())
 }
 
+/// Opens a file relman owns to read it in parts, if it exists: a regular file, never through a
+/// symlink, of at most `limit` bytes when opened. Returns it with its length.
+pub(crate) fn open_own_file_to_read(
+    path: &Utf8Path,
+    limit: u64,
+) -> Result<Option<(File, u64)>, Unreadable> {
+    let file = match open_checked(path, OpenOptions::new().read(true), Links::Refuse) {
+        Ok(file) => file,
+        Err(Unreadable::Io(err)) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(why) => return Err(why),
+    };
+    let len = file.metadata().map_err(Unreadable::Io)?.len();
+    if len > limit {
+        return Err(Unreadable::TooLarge { len, limit });
+    }
+    Ok(Some((file, len)))
+}
+
 /// Reads a whole file relman owns, if it exists: a regular file, never followed through a
 /// symlink, of at most `limit` bytes (checked before reading, and while reading in case it
 /// grows).
