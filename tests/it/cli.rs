@@ -3754,3 +3754,43 @@ fn an_app_dir_that_is_not_in_the_source_is_refused_before_anything_changes() {
     );
     sb.relman(&["build", "--source", s(&src), "--id", "a"]).ok();
 }
+
+#[test]
+fn list_and_status_read_the_history_only_as_far_back_as_the_releases_on_disk() {
+    let sb = Sandbox::with_config(&config("", "mkdir -p build && echo x > build/BUILD_ID", ""));
+    let src = sb.path("src");
+    write_file(&src.join("index.js"), "\n");
+    for id in ["a", "b", "c"] {
+        build_ok(&sb, &src, id);
+    }
+    for id in ["a", "b", "c"] {
+        sb.relman(&["activate", id, "--no-reload", "--no-probe"])
+            .ok();
+    }
+    sb.relman(&["rollback", "--no-reload", "--no-probe"]).ok();
+    let history = sb.root.join(".relman/history.jsonl");
+    let recent = read_file(&history);
+    let list = sb.relman(&["list", "--json"]);
+    let status = sb.relman(&["status", "--json"]);
+    // A year of older entries about releases pruned long ago, one of them malformed.
+    let mut old = String::new();
+    for i in 0..5000 {
+        old.push_str(&format!(
+            "{{\"at\":\"2025-01-01T00:{:02}:{:02}Z\",\"action\":\"rollback\",\"from\":\"c\",\"to\":\"old{i}\",\"result\":\"ok\",\"reason\":null,\"durations_ms\":{{}}}}\n",
+            i / 60 % 60,
+            i % 60
+        ));
+        if i == 10 {
+            old.push_str("{not json\n");
+        }
+    }
+    fs::write(&history, format!("{old}{recent}")).unwrap();
+    // The same answers (the old `rollback` entries away from `c` concern another `c`, pruned
+    // long before this one was built), and the bad line is not in what they read.
+    assert_eq!(sb.relman(&["list", "--json"]).json(), list.json());
+    assert_eq!(sb.relman(&["status", "--json"]).json(), status.json());
+    // `history` reads it all and names the bad line.
+    let run = sb.relman(&["history"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("line 12"), "{run}");
+}
