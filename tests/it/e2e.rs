@@ -360,7 +360,7 @@ fn deploys_under_load_without_a_single_failed_request() {
     deploy.start_app_with(
         &deploy.pm2,
         deploy.port,
-        "listen_timeout: 10000, ",
+        "listen_timeout: 30000, ",
         "/health",
     );
     deploy.assert_live("a");
@@ -1857,7 +1857,7 @@ interval_ms = 300
     deploy.start_app_with(
         &deploy.pm2,
         deploy.port,
-        "listen_timeout: 10000, ",
+        "listen_timeout: 30000, ",
         "/api/health",
     );
     deploy.assert_live("a");

@@ -11,7 +11,9 @@
 //!
 //! `RELMAN_BLESS_DOCS=1` turns [`replay`] around: each step that no longer matches is rewritten
 //! with what it printed (one whose shown lines hold a `…` keeps them, and is still checked), so
-//! a change to relman's output is one test run away from docs that show it.
+//! a change to relman's output is one test run away from docs that show it. `=all` rewrites the
+//! steps that still match too: numbers are read as any number, so a setting shown in one
+//! (a timeout, a count) can go stale without failing.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -123,7 +125,8 @@ pub fn replay_with(
     before: &mut dyn FnMut(&Step),
 ) {
     let steps = block(file, marker);
-    let bless = std::env::var("RELMAN_BLESS_DOCS").as_deref() == Ok("1");
+    let bless_mode = std::env::var("RELMAN_BLESS_DOCS").unwrap_or_default();
+    let bless = bless_mode == "1" || bless_mode == "all";
     let mut body = Vec::new();
     for step in &steps {
         before(step);
@@ -141,7 +144,8 @@ pub fn replay_with(
             assert_eq!(code, step.expected_code(), "$ {}\n{output}", step.command);
             body.push(format!("$ {}", step.command));
         }
-        let keep = step.shown.iter().any(|l| l.trim() == "…") || shows(step, &output);
+        let keep = step.shown.iter().any(|l| l.trim() == "…")
+            || (bless_mode != "all" && shows(step, &output));
         if bless && !keep {
             body.extend(output.lines().map(|l| l.trim_end().to_owned()));
         } else {

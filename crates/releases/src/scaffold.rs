@@ -396,8 +396,9 @@ module.exports = {{
       instances: 2,
       // How long a stopping worker may finish its in-flight requests before SIGKILL.
       kill_timeout: 10000,
-      // How long PM2 (and relman's proof) waits for a new worker to listen.
-      listen_timeout: 10000,
+      // How long PM2 (and relman's proof) waits for a new worker to listen: well above a
+      // cold boot on a busy host (a stock Next.js app took up to 9 s beside another build).
+      listen_timeout: 30000,
       env: {{
         NODE_ENV: "production",
         PORT: "{port}",{key}
