@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `list` and `status` on a root with RELEASES releases, against a short history and a long one
+# `list` and `status` on a root with RELEASES releases (and a go-live without PM2 against a
+# bare rename(2)), against a short history and a long one
 # (HISTORY_MB of entries about releases pruned long ago, as a busy host accumulates): wall time
 # (median of RUNS) and peak memory (max RSS, /usr/bin/time). `relman history --json`, which
 # reads the whole file by design, is the reference row.
@@ -82,4 +83,24 @@ row() {
     done
   done
   row "$RELMAN" this long 'history (reads it all, by design)' history
+  echo
+  echo "Going live without PM2 (\`activate ID --no-reload --no-probe --skip-integrity\`, alternating two releases, the long history in place) against a bare \`rename(2)\` of a symlink (\`mv -T\`, a process of its own too), medians of $RUNS in ms:"
+  echo
+  local_a=$(printf 'r%04d' $((RELEASES - 2)))
+  local_b=$(printf 'r%04d' $((RELEASES - 3)))
+  act=() mv=()
+  for ((run = 0; run < RUNS; run++)); do
+    id=$local_a; ((run % 2)) && id=$local_b
+    start=$(now)
+    "$RELMAN" --root "$ROOT" activate "$id" --no-reload --no-probe --skip-integrity >/dev/null 2>&1 || die "activate $id failed"
+    act+=("$(elapsed "$start" "$(now)")")
+    ln -s "releases/$id" "$WORK/next-link"
+    start=$(now)
+    mv -T "$WORK/next-link" "$WORK/link"
+    mv+=("$(elapsed "$start" "$(now)")")
+  done
+  ms() { awk -v s="$1" 'BEGIN { printf "%.1f", s * 1000 }'; }
+  echo "| \`relman activate … --no-reload --no-probe --skip-integrity\` | \`mv -T\` (rename(2)) | ratio |"
+  echo "| ---: | ---: | ---: |"
+  echo "| $(ms "$(median "${act[@]}")") | $(ms "$(median "${mv[@]}")") | $(ratio "$(median "${act[@]}")" "$(median "${mv[@]}")") |"
 }
