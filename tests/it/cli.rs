@@ -3585,6 +3585,16 @@ fn a_next_build_starts_from_the_newest_releases_build_cache_when_lockfile_and_ne
     assert_eq!(runs("f"), "1\n", "{run}");
 }
 
+/// A build wrote nothing into `outside`, a directory out of its release it was given a
+/// symlink to.
+fn assert_nothing_in(outside: &Path) {
+    assert_eq!(
+        fs::read_dir(outside).unwrap().count(),
+        0,
+        "nothing written outside the release"
+    );
+}
+
 #[test]
 fn a_build_adds_the_static_files_of_the_releases_before_it_and_never_replaces_its_own() {
     // A stand-in for `next build`: a chunk named after the release, a shared file every build
@@ -3625,11 +3635,7 @@ fn a_build_adds_the_static_files_of_the_releases_before_it_and_never_replaces_it
     fs::create_dir_all(&outside).unwrap();
     write_file(&src.join("LINK"), s(&outside));
     build_ok(&sb, &src, "e");
-    assert_eq!(
-        fs::read_dir(&outside).unwrap().count(),
-        0,
-        "nothing written outside the release"
-    );
+    assert_nothing_in(&outside);
 
     // A bound on the key.
     sb.write_config(&config("", command, "static_from = 51"));
@@ -3689,11 +3695,7 @@ fn a_standalone_build_serves_its_static_files_and_public_through_links_to_its_ow
     fs::create_dir_all(&outside).unwrap();
     write_file(&src.join("LINK"), s(&outside));
     build_ok(&sb, &src, "e");
-    assert_eq!(
-        fs::read_dir(&outside).unwrap().count(),
-        0,
-        "nothing written outside the release"
-    );
+    assert_nothing_in(&outside);
     // Not a standalone build: no such step.
     sb.write_config(&config("", "mkdir -p build && echo f > build/BUILD_ID", ""));
     let run = sb.relman(&["build", "--source", s(&src), "--id", "f", "--json"]);

@@ -179,18 +179,7 @@ interval_ms = 300
     }
 
     fn relman(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_relman"))
-            .args(args)
-            .arg("--root")
-            .arg(&self.root)
-            .envs(self.env())
-            .env_remove("RELMAN_ROOT")
-            .output()
-            .unwrap();
-        Run {
-            args: args.join(" "),
-            out,
-        }
+        relman_at(&self.root, &self.env(), args)
     }
 
     /// Builds the fixture as release `id`, with `variant` written into its source.
@@ -280,6 +269,18 @@ interval_ms = 300
                 "worker {pid} runs in {}, expected {id}",
                 cwd.display()
             );
+        }
+    }
+
+    /// [`Deploy::assert_live`], and every worker runs in `sub` of the release (the app of a
+    /// workspace, a standalone server).
+    fn assert_workers_in(&self, id: &str, sub: &str) {
+        self.assert_live(id);
+        let release = std::fs::canonicalize(self.root.join("releases").join(id)).unwrap();
+        for worker in self.pm2.jlist() {
+            let pid = worker["pid"].as_u64().unwrap();
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+            assert_eq!(cwd, release.join(sub), "worker {pid}");
         }
     }
 
@@ -926,6 +927,33 @@ fn start_load(port: u16) -> Load {
     load
 }
 
+/// The load of the stock-app tests: keep-alive and fresh-connection requests, no slow ones
+/// (the stock app has no slow route, and nothing is added to it).
+fn start_plain_load(port: u16) -> Load {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let load = Load::start(LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers: 0,
+        max_duration: Duration::from_secs(600),
+        ..LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
+
+/// Replaces the first `from` in the file at `path` by `to`; `from` must be there (a template
+/// that changed fails here, not later).
+fn edit_file(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{}: no {from:?} in\n{text}",
+        path.display()
+    );
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
 #[test]
 fn a_release_that_never_listens_under_pm2_is_caught_at_its_first_worker() {
     let Some(pm2) = prerequisites() else { return };
@@ -1162,6 +1190,22 @@ fn guide_block(marker: &str) -> String {
     panic!("docs/guide.md has no code block starting with {marker:?}");
 }
 
+/// `relman ARGS --root ROOT` with `env` (and no `RELMAN_ROOT` from the test's own).
+fn relman_at(root: &Path, env: &[(String, String)], args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env_remove("RELMAN_ROOT")
+        .output()
+        .unwrap();
+    Run {
+        args: args.join(" "),
+        out,
+    }
+}
+
 /// Runs a command to success, or panics with its output.
 fn run_ok(command: &mut Command) {
     let out = command.output().unwrap();
@@ -1355,17 +1399,8 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
         if step.command.starts_with("relman deploy") && code == 0 {
             deploys += 1;
             if deploys == 1 {
-                // Under load from here on. No slow requests: the stock app has no slow route,
-                // and nothing is added to it.
-                let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
-                load = Some(Load::start(LoadConfig {
-                    keepalive_workers: 4,
-                    fresh_workers: 2,
-                    slow_workers: 0,
-                    max_duration: Duration::from_secs(600),
-                    ..LoadConfig::new(addr)
-                }));
-                std::thread::sleep(Duration::from_millis(500));
+                // Under load from here on.
+                load = Some(start_plain_load(deploy.port));
             }
         }
     }
@@ -1483,47 +1518,27 @@ fn a_standalone_nextjs_app_deploys_under_load_with_the_same_three_commands() {
     let source = deploy.root.parent().unwrap().join("src");
     create_next_app(&source);
     drop_google_fonts(&source);
-    let config = source.join("next.config.mjs");
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("/* config options here */"), "{text}");
-    std::fs::write(
-        &config,
-        text.replace("/* config options here */", "output: \"standalone\","),
-    )
-    .unwrap();
+    edit_file(
+        &source.join("next.config.mjs"),
+        "/* config options here */",
+        "output: \"standalone\",",
+    );
     let port = deploy.port.to_string();
     let src = source.to_str().unwrap();
     deploy
         .relman(&["init", "--app", "web", "--port", &port, "--source", src])
         .success();
     deploy.relman(&["deploy", "--id", "one"]).success();
-    let release = |id: &str| std::fs::canonicalize(deploy.root.join("releases").join(id)).unwrap();
-    let assert_standalone = |id: &str| {
-        deploy.assert_live(id);
-        for worker in deploy.pm2.jlist() {
-            let pid = worker["pid"].as_u64().unwrap();
-            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
-            assert_eq!(cwd, release(id).join(".next/standalone"), "worker {pid}");
-        }
-    };
-    assert_standalone("one");
+    deploy.assert_workers_in("one", ".next/standalone");
 
-    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers: 0,
-        max_duration: Duration::from_secs(300),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let load = start_plain_load(deploy.port);
     std::fs::write(
         source.join("app/page.js"),
         "'use client';\n\nexport default function Home() {\n  return <button onClick={() => console.log('two')}>two</button>;\n}\n",
     )
     .unwrap();
     deploy.relman(&["deploy", "--id", "two"]).success();
-    assert_standalone("two");
+    deploy.assert_workers_in("two", ".next/standalone");
     assert_skew_protected(&deploy, "one", "two");
     let stats = load.stop();
     eprintln!("load: {stats:?}");
@@ -1551,20 +1566,6 @@ fn a_standalone_nextjs_app_deploys_under_load_with_the_same_three_commands() {
     for check in checks.as_array().unwrap() {
         assert_eq!(check["level"], "OK", "{check}");
     }
-    let bytes = |path: &Path| {
-        let out = Command::new("du").args(["-sb"]).arg(path).output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split('\t')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    eprintln!(
-        "release two: {} bytes in all, node_modules {}, .next/standalone {}",
-        bytes(&release("two")),
-        bytes(&release("two").join("node_modules")),
-        bytes(&release("two").join(".next/standalone"))
-    );
 }
 
 /// The pnpm workspace of the guide (section 4, an app in a workspace): `create-next-app`'s
@@ -1576,31 +1577,22 @@ fn pnpm_workspace(dir: &Path) {
     create_next_app(&app);
     drop_google_fonts(&app);
     std::fs::remove_file(app.join("package-lock.json")).unwrap();
-    let edit = |path: &Path, from: &str, to: &str| {
-        let text = std::fs::read_to_string(path).unwrap();
-        assert!(
-            text.contains(from),
-            "{}: no {from:?} in\n{text}",
-            path.display()
-        );
-        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
-    };
-    edit(
+    edit_file(
         &app.join("package.json"),
         "\"dependencies\": {",
         "\"dependencies\": {\n    \"@shop/ui\": \"workspace:*\",",
     );
-    edit(
+    edit_file(
         &app.join("next.config.mjs"),
         "/* config options here */",
         "transpilePackages: [\"@shop/ui\"],",
     );
-    edit(
+    edit_file(
         &app.join("app/page.js"),
         "import styles from \"./page.module.css\";\n",
         "import styles from \"./page.module.css\";\nimport { Greeting } from \"@shop/ui\";\n",
     );
-    edit(
+    edit_file(
         &app.join("app/page.js"),
         "<div className={styles.intro}>",
         "<Greeting />\n        <div className={styles.intro}>",
@@ -1645,30 +1637,16 @@ fn an_app_in_a_pnpm_workspace_deploys_with_one_key_as_the_guide_shows() {
         ("/srv/shop", deploy.root.display().to_string()),
         ("3000", deploy.port.to_string()),
     ];
-    let env = deploy.env();
-    for step in transcript::block("docs/guide.md", "relman init --root /srv/shop") {
-        let (code, output) = transcript::run(&step, &swaps, &env);
-        assert_eq!(code, step.expected_code(), "$ {}\n{output}", step.command);
-        transcript::assert_matches(&step, &output);
-    }
+    transcript::replay(
+        "docs/guide.md",
+        "relman init --root /srv/shop",
+        &swaps,
+        &deploy.env(),
+    );
     let live = deploy.current().trim_start_matches("releases/").to_owned();
-    let release = |id: &str| std::fs::canonicalize(deploy.root.join("releases").join(id)).unwrap();
-    deploy.assert_live(&live);
-    for worker in deploy.pm2.jlist() {
-        let pid = worker["pid"].as_u64().unwrap();
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
-        assert_eq!(cwd, release(&live).join("apps/web"), "worker {pid}");
-    }
+    deploy.assert_workers_in(&live, "apps/web");
 
-    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers: 0,
-        max_duration: Duration::from_secs(300),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let load = start_plain_load(deploy.port);
     stock_variant_in_place(&source.join("apps/web"), "changed");
     deploy.relman(&["deploy", "--id", "changed"]).success();
     deploy.assert_live("changed");
@@ -1681,7 +1659,7 @@ fn an_app_in_a_pnpm_workspace_deploys_with_one_key_as_the_guide_shows() {
     );
 
     let seal: Value = serde_json::from_slice(
-        &std::fs::read(release("changed").join(".relman/release.json")).unwrap(),
+        &std::fs::read(deploy.root.join("releases/changed/.relman/release.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(seal["reused_node_modules"], true, "{seal}");

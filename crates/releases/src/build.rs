@@ -114,7 +114,7 @@ pub fn build(
     check_shared(root, &config)?;
     if let SourceSpec::Dir(dir) = &source {
         check_shared_in_source(dir, &config)?;
-        if !real_dir(dir, &config.source.app_dir) {
+        if !crate::fs::real_dir(dir, &config.source.app_dir) {
             return Err(Error::Usage(app_dir_missing(&config, dir)));
         }
     }
@@ -384,7 +384,7 @@ impl Builder<'_> {
         let (record_source, revision) = self.timed("copy", |b| b.fill(source))?;
         crate::failpoint::hit("build-after-copy");
         self.timed("link", |b| b.link_shared())?;
-        if !real_dir(self.dir, &self.config.source.app_dir) {
+        if !crate::fs::real_dir(self.dir, &self.config.source.app_dir) {
             // A `--git` source, only known now (a directory source is checked before the claim).
             return Err(Error::Build(app_dir_missing(self.config, self.dir)));
         }
@@ -574,7 +574,7 @@ impl Builder<'_> {
         };
         if seal.lockfile_hash.as_deref() != Some(lockfile_hash)
             || seal.node_version.as_deref() != Some(node_version)
-            || !real_dir(&newest.dir, "node_modules")
+            || !crate::fs::real_dir(&newest.dir, "node_modules")
         {
             return Ok(false);
         }
@@ -583,7 +583,7 @@ impl Builder<'_> {
         let dirs = node_modules_dirs(&newest.dir)?;
         if dirs.iter().any(|dir| {
             dir.parent()
-                .is_some_and(|parent| !real_dir(self.dir, parent.as_str()))
+                .is_some_and(|parent| !crate::fs::real_dir(self.dir, parent.as_str()))
         }) {
             // This source has not the same packages where that release had them.
             return Ok(false);
@@ -651,9 +651,9 @@ impl Builder<'_> {
     /// release is live, a browser tab still on an older one asks it for that release's chunks
     /// and gets them, instead of a 404 that breaks its next navigation.
     fn carry_static(&mut self) -> Result<()> {
-        let to = self.dir.join(self.in_app(".next/static"));
+        let to = self.dir.join(self.config.in_app(".next/static"));
         let limit = self.config.build.static_from;
-        if limit == 0 || !real_dir(self.dir, &self.in_app(".next/static")) {
+        if limit == 0 || !crate::fs::real_dir(self.dir, &self.config.in_app(".next/static")) {
             return Ok(());
         }
         let releases = store::releases(self.root)?;
@@ -687,17 +687,6 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// The app's path relative to the release (`source.app_dir`, empty for the release itself)
-    /// joined with `path`.
-    fn in_app(&self, path: &str) -> String {
-        let app = self.config.source.app_dir.trim_end_matches('/');
-        if app.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{app}/{path}")
-        }
-    }
-
     /// Where an `output: 'standalone'` build put the app's server, relative to the release:
     /// `.next/standalone` of the app, and below it the app's path in its workspace
     /// (`relativeAppDir` of the build's `required-server-files.json`) when there is one.
@@ -705,18 +694,19 @@ impl Builder<'_> {
     fn standalone(&self) -> Option<String> {
         let files = self
             .dir
-            .join(self.in_app(".next/required-server-files.json"));
+            .join(self.config.in_app(".next/required-server-files.json"));
         let text = std::fs::read_to_string(files).ok();
         let relative = text
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .and_then(|json| json["relativeAppDir"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        let mut dir = self.in_app(STANDALONE);
+        let mut dir = self.config.in_app(STANDALONE);
         if !relative.is_empty() {
             crate::config::check_relative(&relative).ok()?;
             dir = format!("{dir}/{relative}");
         }
-        (real_dir(self.dir, &dir) && self.dir.join(&dir).join("server.js").is_file()).then_some(dir)
+        (crate::fs::real_dir(self.dir, &dir) && self.dir.join(&dir).join("server.js").is_file())
+            .then_some(dir)
     }
 
     /// An `output: 'standalone'` build serves from `.next/standalone`, where `next build` puts
@@ -729,12 +719,16 @@ impl Builder<'_> {
         // From the server's directory back up to the app's: `.next/standalone` and the app's
         // path in its workspace.
         let depth = Utf8Path::new(standalone).components().count()
-            - Utf8Path::new(&self.in_app("")).components().count();
+            - Utf8Path::new(&self.config.source.app_dir)
+                .components()
+                .count();
         let up = "../".repeat(depth);
         let server = self.dir.join(standalone);
-        let static_dir = self.in_app(".next/static");
+        let static_dir = self.config.in_app(".next/static");
         let mut said = Vec::new();
-        if real_dir(self.dir, &format!("{standalone}/.next")) && real_dir(self.dir, &static_dir) {
+        if crate::fs::real_dir(self.dir, &format!("{standalone}/.next"))
+            && crate::fs::real_dir(self.dir, &static_dir)
+        {
             let to = server.join(".next/static");
             match std::fs::symlink_metadata(&to) {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -753,7 +747,7 @@ impl Builder<'_> {
                 Err(err) => return Err(Error::io("failed to inspect", to, err)),
             }
         }
-        let public = self.in_app("public");
+        let public = self.config.in_app("public");
         if std::fs::symlink_metadata(self.dir.join(&public)).is_ok() {
             let to = server.join("public");
             match std::fs::symlink_metadata(&to) {
@@ -952,17 +946,6 @@ fn node_modules_dirs(release: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
 
 /// Where `next build` writes an `output: 'standalone'` server.
 const STANDALONE: &str = ".next/standalone";
-
-/// Whether `relative` is a directory of `release` reached through directories only, no
-/// symlink on the way: a build may have planted one pointing anywhere, and relman writes
-/// nothing through it.
-fn real_dir(release: &Utf8Path, relative: &str) -> bool {
-    let mut path = release.to_owned();
-    Utf8Path::new(relative).components().all(|component| {
-        path.push(component);
-        std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
-    })
-}
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

@@ -420,13 +420,17 @@ impl Config {
     fn in_app_too(&self, entries: &[String]) -> Vec<String> {
         let mut all = entries.to_vec();
         if !self.source.app_dir.is_empty() {
-            all.extend(
-                entries
-                    .iter()
-                    .map(|entry| format!("{}/{entry}", self.source.app_dir.trim_end_matches('/'))),
-            );
+            all.extend(entries.iter().map(|entry| self.in_app(entry)));
         }
         all
+    }
+
+    /// `path` of the app, relative to the release: below `source.app_dir`, or `path` itself.
+    pub fn in_app(&self, path: &str) -> String {
+        match self.source.app_dir.trim_end_matches('/') {
+            "" => path.to_owned(),
+            app => format!("{app}/{path}"),
+        }
     }
 
     /// Shared paths as validated relative paths.

@@ -140,12 +140,9 @@ impl Detected {
         let dir = match app_dir {
             Some(app_dir) => {
                 let dir = source.join(app_dir);
-                let mut path = source.to_owned();
-                let real_dir = app_dir.components().all(|component| {
-                    path.push(component);
-                    std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
-                });
-                if crate::config::check_relative(app_dir.as_str()).is_err() || !real_dir {
+                if crate::config::check_relative(app_dir.as_str()).is_err()
+                    || !crate::fs::real_dir(source, app_dir.as_str())
+                {
                     return Err(Error::Usage(format!(
                         "`--app-dir {app_dir}` is not a directory of `{source}` (a symlink is not followed): give the app's path in the workspace, e.g. `apps/web`"
                     )));

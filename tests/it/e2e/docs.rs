@@ -225,18 +225,7 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     // The guide's badly started app: a root of its own, the app started by hand from inside
     // `current` without a `cwd`, under the same PM2 daemon.
     let bad = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_relman"))
-            .args(args)
-            .arg("--root")
-            .arg(&docs.bad_root)
-            .envs(docs.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        relman_at(&docs.bad_root, &docs.env, args).success();
     };
     bad(&["init"]);
     std::fs::write(

@@ -95,6 +95,17 @@ pub(crate) fn append_line(path: &Utf8Path, line: &str) -> Result<()> {
 }
 
 /// Makes a relative symlink `link -> target`; `link` must not exist.
+/// Whether `relative` is a directory below `base` reached through directories only, no symlink
+/// on the way: a build or a source may have planted one pointing anywhere, and relman writes
+/// nothing through it. An empty `relative` is `base` itself.
+pub(crate) fn real_dir(base: &Utf8Path, relative: &str) -> bool {
+    let mut path = base.to_owned();
+    Utf8Path::new(relative).components().all(|component| {
+        path.push(component);
+        fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir())
+    })
+}
+
 pub(crate) fn symlink(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
     std::os::unix::fs::symlink(target, link).at("failed to create symlink", link)
 }

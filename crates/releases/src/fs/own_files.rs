@@ -120,21 +120,6 @@ pub(crate) fn open_own_file(path: &Utf8Path, options: &mut OpenOptions) -> Resul
     })
 }
 
-/// Checks, without reading it, that a file relman owns is a regular file (not a symlink) of
-/// at most `limit` bytes, or absent.
-pub(crate) fn check_own_file(path: &Utf8Path, limit: u64) -> Result<(), Unreadable> {
-    let file = match open_checked(path, OpenOptions::new().read(true), Links::Refuse) {
-        Ok(file) => file,
-        Err(Unreadable::Io(err)) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(why) => return Err(why),
-    };
-    let len = file.metadata().map_err(Unreadable::Io)?.len();
-    if len > limit {
-        return Err(Unreadable::TooLarge { len, limit });
-    }
-    Ok(())
-}
-
 /// Opens a file relman owns to read it in parts, if it exists: a regular file, never through a
 /// symlink, of at most `limit` bytes when opened. Returns it with its length.
 pub(crate) fn open_own_file_to_read(
@@ -151,6 +136,12 @@ pub(crate) fn open_own_file_to_read(
         return Err(Unreadable::TooLarge { len, limit });
     }
     Ok(Some((file, len)))
+}
+
+/// Checks, without reading it, that a file relman owns is a regular file (not a symlink) of
+/// at most `limit` bytes, or absent.
+pub(crate) fn check_own_file(path: &Utf8Path, limit: u64) -> Result<(), Unreadable> {
+    open_own_file_to_read(path, limit).map(drop)
 }
 
 /// Reads a whole file relman owns, if it exists: a regular file, never followed through a
