@@ -914,27 +914,22 @@ interval_ms = 300
 /// Starts the load the zero-downtime tests run under: keep-alive, fresh-connection and slow
 /// requests against the app's port.
 fn start_load(port: u16) -> Load {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers: 1,
-        slow_ms: 800,
-        max_duration: Duration::from_secs(600),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    load
+    start_load_with(port, 1)
 }
 
 /// The load of the stock-app tests: keep-alive and fresh-connection requests, no slow ones
 /// (the stock app has no slow route, and nothing is added to it).
 fn start_plain_load(port: u16) -> Load {
+    start_load_with(port, 0)
+}
+
+fn start_load_with(port: u16, slow_workers: usize) -> Load {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let load = Load::start(LoadConfig {
         keepalive_workers: 4,
         fresh_workers: 2,
-        slow_workers: 0,
+        slow_workers,
+        slow_ms: 800,
         max_duration: Duration::from_secs(600),
         ..LoadConfig::new(addr)
     });
