@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use support::{
-    Run, Sandbox, Tree, chmod, mode_of, processes_with_arg, read_file, run_concurrently,
-    snapshot_tree, spawn_command, symlink, tree_bytes, wait_for, write_file,
+    Run, Sandbox, Tree, chmod, mode_of, processes_with_arg, read_file, run_command,
+    run_concurrently, snapshot_tree, spawn_command, symlink, tree_bytes, wait_for, write_file,
 };
 
 /// The build command of most tests: plain `sh`, no Node. A `FAIL` file in the source makes it
@@ -831,7 +831,7 @@ fn build_reuses_node_modules_as_copies_when_the_lockfile_matches() {
             s(&marker)
         ),
         BUILD_SCRIPT,
-        "",
+        "reuse_node_modules = \"copy\"",
     ));
     let src = sb.fixture_source("src");
     let reused = |id: &str| seal(&sb, id)["reused_node_modules"].as_bool().unwrap();
@@ -878,6 +878,135 @@ fn build_reuses_node_modules_as_copies_when_the_lockfile_matches() {
     assert_eq!(count_lines(&marker), 3, "same lockfile as n4 again: reused");
     assert!(reused("n5"));
     sb.relman(&["verify", "n5"]).ok();
+}
+
+/// The user a test runs relman as to see what file modes stop: `nobody` (65534) when the tests
+/// run as root (root writes through any mode), the tests' own user otherwise.
+fn unprivileged(mut command: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    if running_as_root() {
+        command.uid(NOBODY).gid(NOBODY);
+    }
+    command
+}
+
+const NOBODY: u32 = 65534;
+
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+#[test]
+fn a_write_into_a_shared_node_modules_cannot_reach_another_release() {
+    if !support::node_available("a_write_into_a_shared_node_modules_cannot_reach_another_release") {
+        return;
+    }
+    // The install writes a package file and a cache file (`find-cache-dir`'s place); the build
+    // writes into the package file, in place, when the source has a WRITE file, as a
+    // postinstall or a cache writer might.
+    let install = "mkdir -p node_modules/x/.cache && echo 1 > node_modules/x/index.js && echo c > node_modules/x/.cache/c";
+    let command = format!(
+        "if [ -e WRITE ]; then echo build >> node_modules/x/index.js || exit 4; fi; {BUILD_SCRIPT}"
+    );
+    let sb = Sandbox::new();
+    sb.relman(&["init"]).ok();
+    sb.write_config(&config(install, &command, ""));
+    let src = sb.fixture_source("src");
+    if running_as_root() {
+        let run = run_command({
+            let mut chown = Command::new("chown");
+            chown.args(["-R", &format!("{NOBODY}:{NOBODY}"), s(&sb.base())]);
+            chown
+        });
+        run.ok();
+        chmod(&sb.base(), 0o755);
+    }
+    let build = |id: &str| {
+        run_command(unprivileged(sb.command(&[
+            "build",
+            "--source",
+            s(&src),
+            "--id",
+            id,
+        ])))
+    };
+    let file = |id: &str| sb.release_dir(id).join("node_modules/x/index.js");
+    let cache = |id: &str| sb.release_dir(id).join("node_modules/x/.cache/c");
+
+    build("n1").ok();
+    build("n2").ok();
+    assert_eq!(seal(&sb, "n2")["reused_node_modules"], true);
+    let (one, two) = (
+        fs::metadata(file("n1")).unwrap(),
+        fs::metadata(file("n2")).unwrap(),
+    );
+    assert_eq!(one.ino(), two.ino(), "hard-linked, not copied");
+    assert_eq!(two.mode() & 0o222, 0, "no write bit on a shared file");
+    assert_ne!(
+        fs::metadata(cache("n1")).unwrap().ino(),
+        fs::metadata(cache("n2")).unwrap().ino(),
+        "a .cache file is copied"
+    );
+    assert!(read_file(&sb.release_dir("n2").join(".relman/build.log")).contains("1 hard-linked"));
+
+    // A running app of n2 writing in place (node's writeFileSync, a shell append): refused.
+    let path = file("n2");
+    let writers: [(&str, &[&str]); 2] = [
+        (
+            "node",
+            &[
+                "-e",
+                "require('fs').writeFileSync(process.argv[1], 'app\\n')",
+                s(&path),
+            ],
+        ),
+        ("sh", &["-c", "echo app >> \"$0\"", s(&path)]),
+    ];
+    for (program, args) in writers {
+        let mut writer = Command::new(program);
+        writer.args(args);
+        let run = run_command(unprivileged(writer));
+        assert_ne!(run.code, 0, "{program}: {run}");
+        assert!(
+            run.stderr.contains("ermission denied") || run.stderr.contains("EACCES"),
+            "{run}"
+        );
+    }
+    // Reading works: the refusal was the file's mode, not a directory on the way.
+    let mut reader = Command::new("cat");
+    reader.arg(&path);
+    assert_eq!(run_command(unprivileged(reader)).ok().stdout, "1\n");
+    // A build writing into the shared file fails, and changes no other release.
+    write_file(&src.join("WRITE"), "");
+    let run = build("n3");
+    run.expect_code(1);
+    assert!(run.stderr.contains("ermission denied"), "{run}");
+    assert_eq!(read_file(&file("n1")), "1\n", "n1 unchanged");
+    sb.relman(&["verify", "n1"]).ok();
+
+    // Replacing the file by a rename works: the directory is n2's own.
+    let mut replace = Command::new("sh");
+    replace.args([
+        "-c",
+        "echo new > \"$0.new\" && mv -f \"$0.new\" \"$0\"",
+        s(&path),
+    ]);
+    run_command(unprivileged(replace)).ok();
+    assert_eq!(read_file(&file("n2")), "new\n");
+    assert_eq!(read_file(&file("n1")), "1\n", "n1 unchanged");
+
+    if running_as_root() {
+        // As root, where modes stop nothing, `true` (auto) copies instead.
+        fs::remove_file(src.join("WRITE")).unwrap();
+        let run = build_ok(&sb, &src, "r1");
+        assert!(!run.stderr.contains("read-only"), "{run}");
+        for path in [file("r1"), cache("r1")] {
+            assert_eq!(fs::metadata(&path).unwrap().nlink(), 1, "as root: a copy");
+        }
+        write_file(&file("r1"), "root\n");
+        assert_eq!(read_file(&file("n2")), "new\n", "n2 unchanged");
+        assert_eq!(read_file(&file("n1")), "1\n", "n1 unchanged");
+    }
 }
 
 #[test]

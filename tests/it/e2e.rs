@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -832,12 +833,15 @@ fn a_hangup_and_ctrl_c_to_the_whole_terminal_mid_roll_still_end_proven() {
 fn a_real_nextjs_app_deploys_under_load_without_a_failed_request() {
     let Some(pm2) = prerequisites() else { return };
     let deploy = Deploy::new(pm2, "relman-e2e-next");
-    // The defaults: `npm ci`, `npm run build`, expect `.next/BUILD_ID`, node_modules reused.
+    // The defaults: `npm ci`, `npm run build`, expect `.next/BUILD_ID`; node_modules reused
+    // as hard links (`"link"`: the tests may run as root, where the default copies), so Next.js
+    // builds and serves from read-only files two releases share.
     std::fs::write(
         deploy.root.join("relman.toml"),
         format!(
             r#"[build]
 env = {{ NEXT_TELEMETRY_DISABLED = "1" }}
+reuse_node_modules = "link"
 
 [pm2]
 app = "{app}"
@@ -873,6 +877,16 @@ interval_ms = 300
         .relman(&["build", "--source", source, "--id", "b", "--json"])
         .json(0);
     assert_eq!(second["reused_node_modules"], true, "{second}");
+    let next_js = |id: &str| {
+        let path = deploy
+            .root
+            .join("releases")
+            .join(id)
+            .join("node_modules/next/package.json");
+        std::fs::metadata(path).unwrap()
+    };
+    assert_eq!(next_js("a").ino(), next_js("b").ino(), "hard-linked");
+    assert_eq!(next_js("b").mode() & 0o222, 0, "read-only");
     eprintln!(
         "next builds: {} / {} (node_modules reused)",
         first["durations_ms"], second["durations_ms"]

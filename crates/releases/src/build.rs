@@ -15,9 +15,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Reuse};
 use crate::error::{Error, IoContext, Result};
-use crate::fs::copy::{CopyStats, Exclude, copy_tree};
+use crate::fs::copy::{CopyStats, Exclude, Place, copy_tree, place_tree};
 use crate::fs::lock::BuildLock;
 use crate::id::ReleaseId;
 use crate::manifest;
@@ -396,12 +396,18 @@ impl Builder<'_> {
             .map(|path| manifest::hash_hex(&path))
             .transpose()?;
         let node_version = run::capture("node", &["--version"], None);
-        let reuse_allowed = self.config.build.reuse_node_modules
+        let reuse = self.config.build.reuse_node_modules;
+        let installs = !self.config.build.install.is_empty();
+        let links = installs && reuse.links(running_as_root());
+        let place = match reuse {
+            Reuse::Copy => Place::Copy,
+            _ => Place::Share { links },
+        };
+        let reused = reuse != Reuse::Off
+            && installs
             && !request.no_reuse
-            && !self.config.build.install.is_empty();
-        let reused = reuse_allowed
             && self.timed("reuse", |b| {
-                b.reuse_node_modules(lockfile_hash.as_deref(), node_version.as_deref())
+                b.reuse_node_modules(lockfile_hash.as_deref(), node_version.as_deref(), place)
             })?;
         if !reused {
             let install = self.config.build.install.clone();
@@ -417,6 +423,9 @@ impl Builder<'_> {
         self.timed("build", |b| b.shell("build", &command))?;
         crate::failpoint::hit("build-after-build");
         self.timed("check", |b| b.check_expected())?;
+        if links {
+            self.timed("protect", |b| b.protect_node_modules())?;
+        }
         self.timed("static", |b| b.carry_static())?;
         if let Some(standalone) = self.standalone() {
             self.timed("standalone", |b| b.fill_standalone(&standalone))?;
@@ -541,9 +550,15 @@ impl Builder<'_> {
     }
 
     fn log_copy(&mut self, what: &str, stats: CopyStats) {
+        let shared = match (stats.cloned, stats.linked) {
+            (0, 0) => String::new(),
+            (cloned, 0) => format!(" ({cloned} cloned)"),
+            (0, linked) => format!(" ({linked} hard-linked)"),
+            (cloned, linked) => format!(" ({cloned} cloned, {linked} hard-linked)"),
+        };
         self.log.write(
             format!(
-                "relman: copied {what}: {} files, {} bytes\n",
+                "relman: copied {what}: {} files, {} bytes{shared}\n",
                 stats.files, stats.bytes
             )
             .as_bytes(),
@@ -561,6 +576,7 @@ impl Builder<'_> {
         &mut self,
         lockfile_hash: Option<&str>,
         node_version: Option<&str>,
+        place: Place,
     ) -> Result<bool> {
         let (Some(lockfile_hash), Some(node_version)) = (lockfile_hash, node_version) else {
             return Ok(false);
@@ -591,12 +607,28 @@ impl Builder<'_> {
         for dir in &dirs {
             let to = self.dir.join(dir);
             crate::fs::create_dir(&to).at("failed to create directory", &to)?;
-            let stats = copy_tree(&newest.dir.join(dir), &to, &Exclude::default())?;
+            let stats = place_tree(&newest.dir.join(dir), &to, &Exclude::default(), place)?;
             self.log_copy(dir.as_str(), stats);
         }
         self.log
-            .write(format!("relman: copied node_modules from release {}\n", newest.id).as_bytes());
+            .write(format!("relman: node_modules from release {}\n", newest.id).as_bytes());
         Ok(true)
+    }
+
+    /// Takes the write bits off every file in this release's `node_modules` directories
+    /// (`.cache` directories aside), so that a later release can hard-link them: nobody but
+    /// root can then write into a file two releases share. Directories stay writable, so a
+    /// package can still add files, or replace one by renaming, in its own release.
+    fn protect_node_modules(&mut self) -> Result<()> {
+        let mut files = 0;
+        for dir in node_modules_dirs(self.dir)? {
+            files += crate::fs::copy::remove_write_bits(&self.dir.join(dir))?;
+        }
+        self.log.write(
+            format!("relman: made {files} files in node_modules read-only, to be shared\n")
+                .as_bytes(),
+        );
+        Ok(())
     }
 
     /// Next.js's build cache (`.next/cache`) of the newest sealed release, copied into this one
@@ -942,6 +974,11 @@ fn node_modules_dirs(release: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
         }
     }
     Ok(found)
+}
+
+/// Whether relman runs as root, whom file modes do not stop.
+fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// Where `next build` writes an `output: 'standalone'` server.

@@ -47,7 +47,7 @@ pub struct BuildConfig {
     pub expect: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub timeout_secs: u64,
-    pub reuse_node_modules: bool,
+    pub reuse_node_modules: Reuse,
     /// How many earlier sealed releases' `.next/static` files a build adds where it lacks them.
     pub static_from: usize,
 }
@@ -60,8 +60,85 @@ impl Default for BuildConfig {
             expect: vec![".next/BUILD_ID".into()],
             env: BTreeMap::new(),
             timeout_secs: 1800,
-            reuse_node_modules: true,
+            reuse_node_modules: Reuse::Auto,
             static_from: 4,
+        }
+    }
+}
+
+/// `build.reuse_node_modules`: whether, and how, a build takes `node_modules` from the newest
+/// sealed release built from the same lockfile with the same Node.js instead of installing.
+///
+/// Written `true` (`"auto"`), `false`, `"copy"` or `"link"`: the two booleans are what the key
+/// always took, the words say how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// `false`: always run the install command.
+    Off,
+    /// `true` or `"auto"`: each file a copy-on-write clone where the file system has them
+    /// (Btrfs, XFS); otherwise a hard link to a read-only file when relman does not run as
+    /// root (root writes through file modes, so a write could cross releases); otherwise a copy.
+    Auto,
+    /// `"copy"`: each file copied, as before links were an option.
+    Copy,
+    /// `"link"`: clones, else hard links to read-only files even as root, for an operator who
+    /// knows neither the build nor the app writes into `node_modules` as root.
+    Link,
+}
+
+impl Reuse {
+    /// Whether files may be hard-linked between releases, for relman running as root or not.
+    pub fn links(self, as_root: bool) -> bool {
+        match self {
+            Reuse::Off | Reuse::Copy => false,
+            Reuse::Auto => !as_root,
+            Reuse::Link => true,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Reuse::Off => "false",
+            Reuse::Auto => "auto",
+            Reuse::Copy => "copy",
+            Reuse::Link => "link",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Reuse {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Word(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Flag(true) => Ok(Reuse::Auto),
+            Written::Flag(false) => Ok(Reuse::Off),
+            Written::Word(word) => match word.as_str() {
+                "auto" => Ok(Reuse::Auto),
+                "copy" => Ok(Reuse::Copy),
+                "link" => Ok(Reuse::Link),
+                other => Err(serde::de::Error::custom(format!(
+                    "`{other}` is not one of true, false, \"auto\", \"copy\", \"link\""
+                ))),
+            },
+        }
+    }
+}
+
+impl Serialize for Reuse {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Reuse::Off => serializer.serialize_bool(false),
+            other => serializer.serialize_str(other.word()),
         }
     }
 }
@@ -527,7 +604,7 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 # expect = [".next/BUILD_ID"]  # paths that must exist after the build
 # env = {}                     # extra environment for both commands
 # timeout_secs = 1800
-# reuse_node_modules = true    # copy node_modules from the newest sealed release when the lockfile and node match
+# reuse_node_modules = true    # take node_modules from the newest sealed release with the same lockfile and node: true (auto), false, "copy", "link"
 # static_from = 4              # Next.js: add the .next/static files of this many earlier releases, so open tabs keep working
 
 [shared]
@@ -598,6 +675,38 @@ mod tests {
         assert_eq!(config.verify.routes, Some(vec![]));
         let config = parse("[verify]\nroutes = [\"/\", \"/pricing?plan=pro\"]").unwrap();
         assert_eq!(config.verify.routes.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn reuse_node_modules_takes_a_boolean_or_a_word_and_links_only_where_modes_hold() {
+        let reuse = |value: &str| {
+            parse(&format!("[build]\nreuse_node_modules = {value}\n"))
+                .map(|config| config.build.reuse_node_modules)
+        };
+        assert_eq!(parse("").unwrap().build.reuse_node_modules, Reuse::Auto);
+        assert_eq!(reuse("true").unwrap(), Reuse::Auto);
+        assert_eq!(reuse("\"auto\"").unwrap(), Reuse::Auto);
+        assert_eq!(reuse("false").unwrap(), Reuse::Off);
+        assert_eq!(reuse("\"copy\"").unwrap(), Reuse::Copy);
+        assert_eq!(reuse("\"link\"").unwrap(), Reuse::Link);
+        let err = reuse("\"hardlink\"").unwrap_err().to_string();
+        assert!(err.contains("`build.reuse_node_modules` (line 2)"), "{err}");
+        assert!(err.contains("\"link\""), "the words are named: {err}");
+        assert!(reuse("1").is_err());
+
+        // Root writes through any file mode: links only when asked for by name.
+        assert!(Reuse::Auto.links(false));
+        assert!(!Reuse::Auto.links(true));
+        assert!(Reuse::Link.links(true));
+        assert!(!Reuse::Copy.links(false));
+        assert!(!Reuse::Off.links(false));
+        // It round-trips through the serialised config.
+        for value in [Reuse::Off, Reuse::Auto, Reuse::Copy, Reuse::Link] {
+            let mut config = Config::default();
+            config.build.reuse_node_modules = value;
+            let text = toml::to_string(&config).unwrap();
+            assert_eq!(parse(&text).unwrap().build.reuse_node_modules, value);
+        }
     }
 
     #[test]

@@ -118,6 +118,11 @@ impl Error {
         }
     }
 
+    /// Whether an I/O error says the operation is not supported there.
+    pub(crate) fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::Unsupported)
+    }
+
     /// Whether an I/O error is a rename across filesystems (`EXDEV`).
     pub(crate) fn is_cross_device(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::CrossesDevices)

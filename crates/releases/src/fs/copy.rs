@@ -6,10 +6,17 @@
 //! `copy_file_range(2)` (through `std::io::copy`), which is what keeps this close to `cp -a`.
 //! Holes stay holes: only a file's data extents are copied, so a sparse file costs no more
 //! disk or time in the release than in the source.
+//!
+//! A tree can also be shared rather than copied ([`Place::Share`], for `node_modules`): each
+//! file a copy-on-write clone where the file system has them, else, where allowed, a hard link
+//! to a file nobody can write without root, else a copy. Either way no write through one tree
+//! can reach the other without root: a clone is a file of its own, and a linked file has no
+//! write bit.
 
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -35,13 +42,39 @@ impl Exclude {
     }
 }
 
+/// How the regular files of a tree get into the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Each file copied.
+    Copy,
+    /// Each file cloned where the file system can; else hard-linked when `links` and the
+    /// source file has no write bit; else copied. Files below a directory named `.cache` (where
+    /// packages write at run time, by the `find-cache-dir` convention) are always copied.
+    Share {
+        /// Whether hard links are allowed.
+        links: bool,
+    },
+}
+
 /// Totals of one copy.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CopyStats {
-    /// Regular files copied.
+    /// Regular files placed, however.
     pub(crate) files: u64,
     /// Bytes of those files.
     pub(crate) bytes: u64,
+    /// Of those files, how many are clones.
+    pub(crate) cloned: u64,
+    /// Of those files, how many are hard links.
+    pub(crate) linked: u64,
+}
+
+/// How one file got into the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    Copied,
+    Cloned,
+    Linked,
 }
 
 /// Copies the tree at `source` into the existing, empty or partly filled directory `dest`.
@@ -49,6 +82,17 @@ pub(crate) fn copy_tree(
     source: &Utf8Path,
     dest: &Utf8Path,
     exclude: &Exclude,
+) -> Result<CopyStats> {
+    place_tree(source, dest, exclude, Place::Copy)
+}
+
+/// Puts the tree at `source` into the existing, empty or partly filled directory `dest`, its
+/// files as `place` says.
+pub(crate) fn place_tree(
+    source: &Utf8Path,
+    dest: &Utf8Path,
+    exclude: &Exclude,
+    place: Place,
 ) -> Result<CopyStats> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
@@ -74,12 +118,18 @@ pub(crate) fn copy_tree(
             let link = fs::read_link(&path).at("failed to read symlink", &path)?;
             std::os::unix::fs::symlink(&link, &target).at("failed to create symlink", &target)?;
         } else if file_type.is_file() {
-            files.push((path, target));
+            let place = match place {
+                Place::Share { .. } if relative.components().any(|c| c.as_str() == ".cache") => {
+                    Place::Copy
+                }
+                place => place,
+            };
+            files.push((path, target, place));
         }
         // Sockets, FIFOs and devices have no place in a release and are left out.
     }
 
-    let stats = copy_files(&files)?;
+    let stats = place_files(&files)?;
 
     // Directory modes and times go last: adding entries changes a directory's mtime, and a
     // read-only directory could not have been filled.
@@ -120,23 +170,97 @@ pub(crate) fn add_missing(source: &Utf8Path, dest: &Utf8Path) -> Result<CopyStat
                 Err(err) => return Err(Error::io("failed to inspect", to, err)),
             }
         } else if entry.file_type().is_file() && existing.is_err() {
-            files.push((from.to_owned(), to));
+            files.push((from.to_owned(), to, Place::Copy));
         }
     }
-    copy_files(&files)
+    place_files(&files)
 }
 
-fn copy_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
-    let sizes = crate::parallel::map(files, || (), |(from, to), ()| copy_file(from, to))?;
+fn place_files(files: &[(Utf8PathBuf, Utf8PathBuf, Place)]) -> Result<CopyStats> {
+    // Cleared by the first file the file system refuses to clone: it will refuse them all.
+    let clones = AtomicBool::new(true);
+    let placed = crate::parallel::map(
+        files,
+        || (),
+        |(from, to, place), ()| match place {
+            Place::Copy => Ok((copy_file(from, to)?, Placed::Copied)),
+            Place::Share { links } => share_file(from, to, *links, &clones),
+        },
+    )?;
+    let count = |how| placed.iter().filter(|(_, placed)| *placed == how).count() as u64;
     Ok(CopyStats {
-        files: sizes.len() as u64,
-        bytes: sizes.iter().sum(),
+        files: placed.len() as u64,
+        bytes: placed.iter().map(|(bytes, _)| bytes).sum(),
+        cloned: count(Placed::Cloned),
+        linked: count(Placed::Linked),
+    })
+}
+
+/// One file of a shared tree: a clone, else a hard link to a source without write bits when
+/// `links`, else a copy.
+fn share_file(
+    from: &Utf8Path,
+    to: &Utf8Path,
+    links: bool,
+    clones: &AtomicBool,
+) -> Result<(u64, Placed)> {
+    if clones.load(Ordering::Relaxed) {
+        match fill_file(from, to, Data::Clone) {
+            Ok(bytes) => return Ok((bytes, Placed::Cloned)),
+            Err(err) if err.is_unsupported() => {
+                clones.store(false, Ordering::Relaxed);
+                match fs::remove_file(to) {
+                    Err(err) if err.kind() != io::ErrorKind::NotFound => {
+                        return Err(Error::io("failed to remove", to, err));
+                    }
+                    _ => {}
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    if links {
+        let meta = fs::symlink_metadata(from).at("failed to inspect", from)?;
+        // A file with a write bit could be written through the link by its owner (a release
+        // sealed before links, or by a build that could not link): that one is copied.
+        if meta.is_file() && meta.permissions().mode() & 0o222 == 0 {
+            fs::hard_link(from, to).at("failed to link", to)?;
+            return Ok((meta.len(), Placed::Linked));
+        }
+    }
+    Ok((copy_file(from, to)?, Placed::Copied))
+}
+
+/// How a new file gets its data.
+#[derive(Debug, Clone, Copy)]
+enum Data {
+    /// Copied, holes kept.
+    Copy,
+    /// A copy-on-write clone of the source's extents (`FICLONE`). A file system that cannot
+    /// clone fails it with [`io::ErrorKind::Unsupported`].
+    Clone,
+}
+
+/// Makes `dest` share `source`'s data extents.
+fn clone_data(source: &File, dest: &File) -> io::Result<()> {
+    use rustix::io::Errno;
+    rustix::fs::ioctl_ficlone(dest, source).map_err(|errno| match errno {
+        // Not this file system, not across two, not this kind of file: a copy will do.
+        Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY | Errno::NOSYS => {
+            io::Error::new(io::ErrorKind::Unsupported, errno)
+        }
+        errno => errno.into(),
     })
 }
 
 /// Copies one regular file, keeping its mode (less a setuid or setgid bit that would change
 /// whom it names) and times.
 fn copy_file(from: &Utf8Path, to: &Utf8Path) -> Result<u64> {
+    fill_file(from, to, Data::Copy)
+}
+
+/// Creates `to` with `from`'s data (as `data` says), mode and times.
+fn fill_file(from: &Utf8Path, to: &Utf8Path, data: Data) -> Result<u64> {
     let mut source = File::open(from).at("failed to open", from)?;
     let meta = source.metadata().at("failed to inspect", from)?;
     let mut mode = meta.permissions().mode() & 0o7777;
@@ -147,7 +271,13 @@ fn copy_file(from: &Utf8Path, to: &Utf8Path) -> Result<u64> {
         .mode((mode & 0o777) | 0o200)
         .open(to)
         .at("failed to create", to)?;
-    let bytes = copy_data(&mut source, &mut dest, meta.len()).at("failed to copy to", to)?;
+    let bytes = match data {
+        Data::Copy => copy_data(&mut source, &mut dest, meta.len()).at("failed to copy to", to)?,
+        Data::Clone => {
+            clone_data(&source, &dest).at("failed to clone to", to)?;
+            meta.len()
+        }
+    };
     if mode & SETID_BITS != 0 {
         let copy = dest.metadata().at("failed to inspect", to)?;
         mode = setid_kept(mode, &meta, &copy);
@@ -216,6 +346,35 @@ fn setid_kept(mode: u32, source: &fs::Metadata, copy: &fs::Metadata) -> u32 {
         mode &= !SETGID;
     }
     mode
+}
+
+/// Takes the write bits off every regular file below `dir` outside directories named `.cache`
+/// (see [`Place::Share`]); returns how many files it changed.
+pub(crate) fn remove_write_bits(dir: &Utf8Path) -> Result<u64> {
+    let mut changed = 0;
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|entry| !(entry.file_type().is_dir() && entry.file_name() == ".cache"));
+    for entry in walker {
+        let entry = entry.map_err(|err| walk_error(dir, err))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let meta = entry.metadata().map_err(|err| walk_error(dir, err))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o222 != 0 {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode & !0o222)).map_err(
+                |err| Error::io("failed to set the mode of", utf8_lossy(entry.path()), err),
+            )?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+fn utf8_lossy(path: &std::path::Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(path.to_string_lossy().into_owned())
 }
 
 /// A walkdir error as an I/O error on the path it was at.
