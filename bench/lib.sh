@@ -86,3 +86,26 @@ pm2() { "$PM2" "$@" >>"$WORK/pm2.log" 2>&1; }
 free_port() {
   node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
 }
+
+# create-next-app's App Router template (the version pinned in the repo's package.json) in $1,
+# its lockfile made but nothing installed, its Google Fonts import dropped (these machines
+# cannot reach Google) and a /slow route added so requests are in flight during reloads. Logs to
+# $2. Needs the repo's node_modules (`npm ci` at the root).
+stock_next_app() {
+  local src=$1 log=$2
+  [[ -x "$REPO/node_modules/.bin/create-next-app" ]] || (cd "$REPO" && npm ci --no-audit --no-fund) >&2
+  say "create-next-app into $src"
+  "$REPO/node_modules/.bin/create-next-app" "$src" --js --app --no-tailwind --no-eslint --no-biome \
+    --no-src-dir --no-react-compiler --import-alias '@/*' --use-npm --disable-git --skip-install \
+    --no-agent-feedback --yes >>"$log" 2>&1
+  (cd "$src" && npm install --package-lock-only --no-audit --no-fund) >>"$log" 2>&1
+  node -e '
+    const fs = require("fs"); const f = process.argv[1];
+    let t = fs.readFileSync(f, "utf8");
+    t = t.replace(/^import .*next\/font\/google.*\n/m, "").replace(/const geist\w+ = \w+\(\{[^}]*\}\);\n\n/g, "")
+         .replace(/ className=\{`\$\{geistSans.variable\} \$\{geistMono.variable\}`\}/, "");
+    if (/geist/i.test(t)) { console.error("the template changed: " + t); process.exit(1); }
+    fs.writeFileSync(f, t);' "$src/app/layout.js"
+  mkdir -p "$src/app/slow"
+  cp "$REPO/fixtures/stock-next/add/app/slow/route.js" "$src/app/slow/route.js"
+}

@@ -57,20 +57,7 @@ say "deploy root $ROOT, app $APP on port $PORT, PM2_HOME $PM2_HOME"
 
 # --- the stock app ------------------------------------------------------------------------
 SRC="$WORK/app"
-say "create-next-app into $SRC"
-create-next-app "$SRC" --js --app --no-tailwind --no-eslint --no-biome --no-src-dir \
-  --no-react-compiler --import-alias '@/*' --use-npm --disable-git --skip-install \
-  --no-agent-feedback --yes >>"$WORK/setup.log" 2>&1
-(cd "$SRC" && npm install --package-lock-only --no-audit --no-fund) >>"$WORK/setup.log" 2>&1
-node -e '
-  const fs = require("fs"); const f = process.argv[1];
-  let t = fs.readFileSync(f, "utf8");
-  t = t.replace(/^import .*next\/font\/google.*\n/m, "").replace(/const geist\w+ = \w+\(\{[^}]*\}\);\n\n/g, "")
-       .replace(/ className=\{`\$\{geistSans.variable\} \$\{geistMono.variable\}`\}/, "");
-  if (/geist/i.test(t)) { console.error("the template changed: " + t); process.exit(1); }
-  fs.writeFileSync(f, t);' "$SRC/app/layout.js"
-mkdir -p "$SRC/app/slow"
-cp "$REPO/fixtures/stock-next/add/app/slow/route.js" "$SRC/app/slow/route.js"
+stock_next_app "$SRC" "$WORK/setup.log"
 
 "$RELMAN" --root "$ROOT" init --app "$APP" --port "$PORT" --source "$SRC" >>"$WORK/setup.log" 2>&1
 say "building releases rel-a and rel-b"

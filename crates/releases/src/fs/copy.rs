@@ -88,6 +88,11 @@ pub(crate) fn copy_tree(
 
 /// Puts the tree at `source` into the existing, empty or partly filled directory `dest`, its
 /// files as `place` says.
+///
+/// The walk only lists. Then all cores make the directories, shallowest first so that each
+/// exists before anything below it, and then place the files one by one (a few large files do
+/// not hold up a pre-assigned share): making a directory or a link is kernel work as much as
+/// copying is.
 pub(crate) fn place_tree(
     source: &Utf8Path,
     dest: &Utf8Path,
@@ -95,7 +100,7 @@ pub(crate) fn place_tree(
     place: Place,
 ) -> Result<CopyStats> {
     let mut dirs = Vec::new();
-    let mut files = Vec::new();
+    let mut entries = Vec::new();
     let walker = walkdir::WalkDir::new(source)
         .follow_links(false)
         .min_depth(1)
@@ -111,12 +116,10 @@ pub(crate) fn place_tree(
         let target = dest.join(&relative);
         let file_type = entry.file_type();
         if file_type.is_dir() {
-            fs::create_dir(&target).at("failed to create directory", &target)?;
             let meta = entry.metadata().map_err(|err| walk_error(source, err))?;
-            dirs.push((target, meta));
+            dirs.push((entry.depth(), target, meta));
         } else if file_type.is_symlink() {
-            let link = fs::read_link(&path).at("failed to read symlink", &path)?;
-            std::os::unix::fs::symlink(&link, &target).at("failed to create symlink", &target)?;
+            entries.push(Entry::Symlink { path, target });
         } else if file_type.is_file() {
             let place = match place {
                 Place::Share { .. } if relative.components().any(|c| c.as_str() == ".cache") => {
@@ -124,16 +127,39 @@ pub(crate) fn place_tree(
                 }
                 place => place,
             };
-            files.push((path, target, place));
+            entries.push(Entry::File {
+                path,
+                target,
+                place,
+            });
         }
         // Sockets, FIFOs and devices have no place in a release and are left out.
     }
 
-    let stats = place_files(&files)?;
+    let deepest = dirs.iter().map(|(depth, ..)| *depth).max().unwrap_or(0);
+    for depth in 1..=deepest {
+        let level: Vec<&Utf8PathBuf> = dirs
+            .iter()
+            .filter(|(d, ..)| *d == depth)
+            .map(|(_, target, _)| target)
+            .collect();
+        crate::parallel::map(
+            &level,
+            || (),
+            |target, ()| fs::create_dir(target).at("failed to create directory", target),
+        )?;
+    }
+    // Cleared by the first file the file system refuses to clone: it will refuse them all.
+    let clones = AtomicBool::new(true);
+    let placed = crate::parallel::map(&entries, || (), |entry, ()| entry.place(&clones))?;
+    let mut stats = CopyStats::default();
+    for placed in placed.into_iter().flatten() {
+        stats.count(placed);
+    }
 
     // Directory modes and times go last: adding entries changes a directory's mtime, and a
     // read-only directory could not have been filled.
-    for (dir, meta) in dirs.iter().rev() {
+    for (_, dir, meta) in dirs.iter().rev() {
         let handle = File::open(dir).at("failed to open", dir)?;
         handle
             .set_permissions(meta.permissions())
@@ -143,6 +169,54 @@ pub(crate) fn place_tree(
         }
     }
     Ok(stats)
+}
+
+/// A file or a symlink of a tree being placed.
+enum Entry {
+    File {
+        path: Utf8PathBuf,
+        target: Utf8PathBuf,
+        place: Place,
+    },
+    Symlink {
+        path: Utf8PathBuf,
+        target: Utf8PathBuf,
+    },
+}
+
+impl Entry {
+    /// Puts it in place; for a file, its size and how.
+    fn place(&self, clones: &AtomicBool) -> Result<Option<(u64, Placed)>> {
+        match self {
+            Entry::Symlink { path, target } => {
+                let link = fs::read_link(path).at("failed to read symlink", path)?;
+                std::os::unix::fs::symlink(&link, target).at("failed to create symlink", target)?;
+                Ok(None)
+            }
+            Entry::File {
+                path,
+                target,
+                place: Place::Copy,
+            } => Ok(Some((copy_file(path, target)?, Placed::Copied))),
+            Entry::File {
+                path,
+                target,
+                place: Place::Share { links },
+            } => share_file(path, target, *links, clones).map(Some),
+        }
+    }
+}
+
+impl CopyStats {
+    fn count(&mut self, (bytes, placed): (u64, Placed)) {
+        self.files += 1;
+        self.bytes += bytes;
+        match placed {
+            Placed::Copied => {}
+            Placed::Cloned => self.cloned += 1,
+            Placed::Linked => self.linked += 1,
+        }
+    }
 }
 
 /// Copies into `dest` every regular file under `source` that `dest` lacks at the same relative
@@ -170,30 +244,19 @@ pub(crate) fn add_missing(source: &Utf8Path, dest: &Utf8Path) -> Result<CopyStat
                 Err(err) => return Err(Error::io("failed to inspect", to, err)),
             }
         } else if entry.file_type().is_file() && existing.is_err() {
-            files.push((from.to_owned(), to, Place::Copy));
+            files.push((from.to_owned(), to));
         }
     }
     place_files(&files)
 }
 
-fn place_files(files: &[(Utf8PathBuf, Utf8PathBuf, Place)]) -> Result<CopyStats> {
-    // Cleared by the first file the file system refuses to clone: it will refuse them all.
-    let clones = AtomicBool::new(true);
-    let placed = crate::parallel::map(
-        files,
-        || (),
-        |(from, to, place), ()| match place {
-            Place::Copy => Ok((copy_file(from, to)?, Placed::Copied)),
-            Place::Share { links } => share_file(from, to, *links, &clones),
-        },
-    )?;
-    let count = |how| placed.iter().filter(|(_, placed)| *placed == how).count() as u64;
-    Ok(CopyStats {
-        files: placed.len() as u64,
-        bytes: placed.iter().map(|(bytes, _)| bytes).sum(),
-        cloned: count(Placed::Cloned),
-        linked: count(Placed::Linked),
-    })
+fn place_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
+    let sizes = crate::parallel::map(files, || (), |(from, to), ()| copy_file(from, to))?;
+    let mut stats = CopyStats::default();
+    for bytes in sizes {
+        stats.count((bytes, Placed::Copied));
+    }
+    Ok(stats)
 }
 
 /// One file of a shared tree: a clone, else a hard link to a source without write bits when
@@ -349,32 +412,36 @@ fn setid_kept(mode: u32, source: &fs::Metadata, copy: &fs::Metadata) -> u32 {
 }
 
 /// Takes the write bits off every regular file below `dir` outside directories named `.cache`
-/// (see [`Place::Share`]); returns how many files it changed.
+/// (see [`Place::Share`]), on all cores; returns how many files it changed.
 pub(crate) fn remove_write_bits(dir: &Utf8Path) -> Result<u64> {
-    let mut changed = 0;
+    let mut files = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
         .follow_links(false)
         .into_iter()
         .filter_entry(|entry| !(entry.file_type().is_dir() && entry.file_name() == ".cache"));
     for entry in walker {
         let entry = entry.map_err(|err| walk_error(dir, err))?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let meta = entry.metadata().map_err(|err| walk_error(dir, err))?;
-        let mode = meta.permissions().mode();
-        if mode & 0o222 != 0 {
-            fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode & !0o222)).map_err(
-                |err| Error::io("failed to set the mode of", utf8_lossy(entry.path()), err),
-            )?;
-            changed += 1;
+        if entry.file_type().is_file() {
+            files.push(crate::fs::utf8(entry.into_path())?);
         }
     }
-    Ok(changed)
-}
-
-fn utf8_lossy(path: &std::path::Path) -> Utf8PathBuf {
-    Utf8PathBuf::from(path.to_string_lossy().into_owned())
+    let changed = crate::parallel::map(
+        &files,
+        || (),
+        |path, ()| {
+            let mode = fs::symlink_metadata(path)
+                .at("failed to inspect", path)?
+                .permissions()
+                .mode();
+            if mode & 0o222 == 0 {
+                return Ok(false);
+            }
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o222))
+                .at("failed to set the mode of", path)?;
+            Ok(true)
+        },
+    )?;
+    Ok(changed.into_iter().filter(|&changed| changed).count() as u64)
 }
 
 /// A walkdir error as an I/O error on the path it was at.
@@ -405,6 +472,73 @@ mod tests {
         let mut buffer = vec![0u8; len];
         file.read_exact(&mut buffer).unwrap();
         buffer
+    }
+
+    #[test]
+    fn a_shared_tree_links_only_read_only_files_and_copies_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let source = root.join("src");
+        fs::create_dir_all(source.join("pkg/.cache")).unwrap();
+        for name in ["pkg/index.js", "pkg/writable.js", "pkg/.cache/entry"] {
+            fs::write(source.join(name), name).unwrap();
+        }
+        assert_eq!(
+            remove_write_bits(&source).unwrap(),
+            2,
+            "not the .cache file"
+        );
+        fs::set_permissions(
+            source.join("pkg/writable.js"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+
+        let inode = |path: Utf8PathBuf| fs::metadata(path).unwrap().ino();
+        let linked =
+            |dest: &Utf8Path, name: &str| inode(source.join(name)) == inode(dest.join(name));
+        let shared = root.join("shared");
+        fs::create_dir(&shared).unwrap();
+        let stats = place_tree(
+            &source,
+            &shared,
+            &Exclude::default(),
+            Place::Share { links: true },
+        )
+        .unwrap();
+        assert_eq!(stats.files, 3);
+        if stats.cloned == 0 {
+            // No clones here: the read-only file is linked, the rest copied.
+            assert_eq!(stats.linked, 1);
+            assert!(linked(&shared, "pkg/index.js"));
+        }
+        assert!(
+            !linked(&shared, "pkg/writable.js"),
+            "a file with a write bit is copied"
+        );
+        assert!(
+            !linked(&shared, "pkg/.cache/entry"),
+            "a cache file is copied"
+        );
+        assert_eq!(
+            fs::read_to_string(shared.join("pkg/.cache/entry")).unwrap(),
+            "pkg/.cache/entry"
+        );
+
+        let unlinked = root.join("unlinked");
+        fs::create_dir(&unlinked).unwrap();
+        let stats = place_tree(
+            &source,
+            &unlinked,
+            &Exclude::default(),
+            Place::Share { links: false },
+        )
+        .unwrap();
+        assert_eq!(stats.linked, 0);
+        assert!(
+            !linked(&unlinked, "pkg/index.js"),
+            "no links unless allowed"
+        );
     }
 
     #[test]
