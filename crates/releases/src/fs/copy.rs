@@ -101,6 +101,11 @@ pub(crate) fn place_tree(
 ) -> Result<CopyStats> {
     let mut dirs = Vec::new();
     let mut entries = Vec::new();
+    // The files that may be hard-linked, by directory (the index in `linked` of each target
+    // directory): linked through directory handles, each file is one name to look up, not a
+    // whole path.
+    let mut linked: Vec<LinkGroup> = Vec::new();
+    let mut groups: std::collections::HashMap<Utf8PathBuf, usize> = Default::default();
     let walker = walkdir::WalkDir::new(source)
         .follow_links(false)
         .min_depth(1)
@@ -127,11 +132,25 @@ pub(crate) fn place_tree(
                 }
                 place => place,
             };
-            entries.push(Entry::File {
-                path,
-                target,
-                place,
-            });
+            match (place, path.parent(), target.parent(), path.file_name()) {
+                (Place::Share { links: true }, Some(from), Some(to), Some(name)) => {
+                    let next = linked.len();
+                    let group = *groups.entry(to.to_owned()).or_insert(next);
+                    if group == next {
+                        linked.push(LinkGroup {
+                            source: from.to_owned(),
+                            target: to.to_owned(),
+                            names: Vec::new(),
+                        });
+                    }
+                    linked[group].names.push(name.to_owned());
+                }
+                _ => entries.push(Entry::File {
+                    path,
+                    target,
+                    place,
+                }),
+            }
         }
         // Sockets, FIFOs and devices have no place in a release and are left out.
     }
@@ -155,6 +174,11 @@ pub(crate) fn place_tree(
     let mut stats = CopyStats::default();
     for placed in placed.into_iter().flatten() {
         stats.count(placed);
+    }
+    for group in crate::parallel::map(&linked, || (), |group, ()| group.place(&clones))? {
+        for placed in group {
+            stats.count(placed);
+        }
     }
 
     // Directory modes and times go last: adding entries changes a directory's mtime, and a
@@ -204,6 +228,58 @@ impl Entry {
                 place: Place::Share { links },
             } => share_file(path, target, *links, clones).map(Some),
         }
+    }
+}
+
+/// The files of one directory that may be hard-linked (`Place::Share { links: true }`).
+struct LinkGroup {
+    source: Utf8PathBuf,
+    target: Utf8PathBuf,
+    names: Vec<String>,
+}
+
+impl LinkGroup {
+    /// Each file a clone while the file system makes them; else a hard link made through the
+    /// two directories' handles when the source file has no write bit; else a copy.
+    fn place(&self, clones: &AtomicBool) -> Result<Vec<(u64, Placed)>> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let open = |dir: &Utf8Path| {
+            rustix::fs::open(
+                dir.as_std_path(),
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|err| Error::io("failed to open", dir, err.into()))
+        };
+        let (from_dir, to_dir) = (open(&self.source)?, open(&self.target)?);
+        let mut placed = Vec::with_capacity(self.names.len());
+        for name in &self.names {
+            let (from, to) = (self.source.join(name), self.target.join(name));
+            if clones.load(Ordering::Relaxed) {
+                placed.push(share_file(&from, &to, true, clones)?);
+                continue;
+            }
+            let stat = rustix::fs::statat(&from_dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|err| Error::io("failed to inspect", &from, err.into()))?;
+            // A file with a write bit could be written through the link by its owner (a
+            // release sealed before links, or by a build that could not link): copied.
+            if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+                && stat.st_mode & 0o222 == 0
+            {
+                rustix::fs::linkat(
+                    &from_dir,
+                    name.as_str(),
+                    &to_dir,
+                    name.as_str(),
+                    AtFlags::empty(),
+                )
+                .map_err(|err| Error::io("failed to link", &to, err.into()))?;
+                placed.push((u64::try_from(stat.st_size).unwrap_or(0), Placed::Linked));
+            } else {
+                placed.push((copy_file(&from, &to)?, Placed::Copied));
+            }
+        }
+        Ok(placed)
     }
 }
 
