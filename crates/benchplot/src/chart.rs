@@ -81,6 +81,8 @@ impl Chart<'_> {
             .y_desc(self.y_label)
             .x_label_formatter(&|v| number(*v))
             .y_label_formatter(&|v| number(*v))
+            .x_labels(8)
+            .y_labels(8)
             .label_style(("sans-serif", 15))
             .axis_desc_style(("sans-serif", 16))
             .light_line_style(WHITE.mix(0.0))
