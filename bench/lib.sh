@@ -4,6 +4,10 @@
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RELMAN="$REPO/target/release/relman"
 LOADGEN="$REPO/target/release/loadgen"
+BENCHPLOT="$REPO/target/release/benchplot"
+# Where the charts go (SVG, embedded in docs/benchmarks.md) and the figures they are drawn from.
+PLOT_DIR=${PLOT_DIR:-$REPO/docs}
+RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results}
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -11,13 +15,14 @@ say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 # Builds the release binaries unless BENCH_NO_BUILD=1. `--workspace`: a plain
-# `cargo build --release --bins` at the root builds only relman, not loadgen.
+# `cargo build --release --bins` at the root builds only relman, not loadgen or benchplot.
 build_release() {
   if [[ "${BENCH_NO_BUILD:-0}" != 1 ]]; then
     say "building release binaries: cargo build --release --workspace --bins"
     (cd "$REPO" && cargo build --release --workspace --bins --quiet) >&2
   fi
-  [[ -x "$RELMAN" && -x "$LOADGEN" ]] || die "missing $RELMAN or $LOADGEN; run cargo build --release --workspace --bins"
+  [[ -x "$RELMAN" && -x "$LOADGEN" && -x "$BENCHPLOT" ]] ||
+    die "missing $RELMAN, $LOADGEN or $BENCHPLOT; run cargo build --release --workspace --bins"
 }
 
 # Installs the pinned PM2 at the repo root when it is missing.
@@ -85,4 +90,48 @@ pm2() { "$PM2" "$@" >>"$WORK/pm2.log" 2>&1; }
 # A free TCP port on loopback.
 free_port() {
   node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+# plot NAME TITLE X-LABEL Y-LABEL [--log-x] [--log-y]: draws $PLOT_DIR/NAME.svg from
+# $RESULTS_DIR/NAME.tsv (a header, then `series<TAB>x<TAB>y` rows) and prints the Markdown
+# image, relative to docs/. A missing benchplot (REPORT_ONLY without a build) only skips it.
+plot() {
+  local name=$1 title=$2 x=$3 y=$4; shift 4
+  if [[ ! -x "$BENCHPLOT" ]]; then
+    say "no $BENCHPLOT: $name.svg not redrawn (cargo build --release --workspace --bins)"
+    return 0
+  fi
+  mkdir -p "$PLOT_DIR"
+  "$BENCHPLOT" "$RESULTS_DIR/$name.tsv" "$PLOT_DIR/$name.svg" --title "$title" --x-label "$x" --y-label "$y" "$@" >&2 ||
+    die "benchplot failed on $RESULTS_DIR/$name.tsv"
+  say "drew $PLOT_DIR/$name.svg"
+  printf '![%s](%s.svg)\n' "$title" "$name"
+}
+
+# fabricate_releases ROOT TEMPLATE_ID ID... : copies sealed release TEMPLATE_ID (cp -a, or
+# cp -al with LINK=1: hard links, nothing copied but the directories) to each ID, and rewrites
+# each copy's seal with its own ID and a creation time one second after the one before it, so
+# the IDs list oldest first in the order given. Costs milliseconds per release where `relman
+# build` fsyncs and seals (~0.2 s each).
+fabricate_releases() {
+  local root=$1 template=$2; shift 2
+  local id
+  for id in "$@"; do
+    if [[ "${LINK:-0}" == 1 ]]; then
+      cp -al "$root/releases/$template" "$root/releases/$id"
+    else
+      cp -a "$root/releases/$template" "$root/releases/$id"
+    fi
+  done
+  node -e '
+    const fs = require("fs");
+    const [releases, template, ...ids] = process.argv.slice(1);
+    const seal = JSON.parse(fs.readFileSync(`${releases}/${template}/.relman/release.json`, "utf8"));
+    const start = Date.parse(seal.created_at);
+    ids.forEach((id, i) => {
+      const at = new Date(start + (i + 1) * 1000).toISOString().replace("Z", "000000Z");
+      const file = `${releases}/${id}/.relman/release.json`;
+      fs.unlinkSync(file); // a hard link would otherwise rewrite the template too
+      fs.writeFileSync(file, JSON.stringify({ ...seal, id, created_at: at, sealed_at: at }, null, 2));
+    });' "$root/releases" "$template" "$@"
 }
