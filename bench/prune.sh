@@ -10,10 +10,14 @@
 # bench/lib.sh), RELEASES + KEEP of them in the deploy root and RELEASES beside it for rm,
 # then `sync`. Deleting a hard link frees no inode and no data block, on either side: what is
 # timed is walking and unlinking 2 × RELEASES × FILES entries and their directories, which is
-# where prune could lose to rm. Fresh copies each run because on this ext4 (no journal) the
-# inode allocator and the `discard` mount option make reusing a just-emptied area cost more
-# (see bench/store.sh). Everything lives under .bench/prune/ (gitignored): the tree is kept
-# between invocations, the rest deleted at the end. Markdown on stdout, progress on stderr.
+# where prune could lose to rm.
+#
+# On a scratch ext4 of its own (mount_scratch in bench/lib.sh: .bench/prune/fs.img on a loop
+# device, SCRATCH_FS=0 for the root filesystem): on this machine's root filesystem, mounted
+# with `discard` and without a journal, each freed directory block is discarded there and then,
+# and those waits (15–50 s a side here, varying run to run by more than relman's whole share)
+# decide the ratio. The image and the tree in it are kept between invocations, the rest is
+# deleted at the end. Markdown on stdout, progress on stderr.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -23,14 +27,20 @@ FILES=${FILES:-20000}
 RUNS=${RUNS:-3}
 KEEP=${KEEP:-5}
 WORK=${BENCH_DIR:-$REPO/.bench/prune}
-TREE="$WORK/tree-$FILES"
-ROOT="$WORK/root"
 SEED=42
 
 build_release
 mkdir -p "$WORK"
-cleanup() { rm -rf "$ROOT" "$WORK/rm" "$WORK/prune.json" "$WORK/prune.err"; }
-cleanup
+SCRATCH_GB=${SCRATCH_GB:-4}
+SCRATCH_INODES=${SCRATCH_INODES:-400000}
+mount_scratch
+TREE="$DATA/tree-$FILES"
+ROOT="$DATA/root"
+cleanup() {
+  rm -rf "$ROOT" "$DATA/rm" "$WORK/prune.json" "$WORK/prune.err"
+  unmount_scratch
+}
+rm -rf "$ROOT" "$DATA/rm"
 trap cleanup EXIT
 
 stamp="seed=$SEED files=$FILES $(sha256sum "$REPO/bench/gen-tree.js" | cut -c1-16)"
@@ -49,13 +59,13 @@ say "building the template release"
 "$RELMAN" --root "$ROOT" activate template --no-reload --no-probe >/dev/null 2>&1 || die "activate failed"
 entries=$(find "$ROOT/releases/template" | wc -l)
 mapfile -t ids < <(seq -f 'r%04g' 1 $((RELEASES + KEEP)))
-mapfile -t doomed < <(seq -f "$WORK/rm/r%04g" 1 "$RELEASES")
+mapfile -t doomed < <(seq -f "$DATA/rm/r%04g" 1 "$RELEASES")
 
 make_copies() {
   local id
-  rm -rf "$WORK/rm" "${ids[@]/#/$ROOT/releases/}"
+  rm -rf "$DATA/rm" "${ids[@]/#/$ROOT/releases/}"
   LINK=1 fabricate_releases "$ROOT" template "${ids[@]}"
-  mkdir -p "$WORK/rm"
+  mkdir -p "$DATA/rm"
   for id in "${doomed[@]}"; do cp -al "$ROOT/releases/template" "$id"; done
   sync
 }
@@ -94,7 +104,7 @@ r=$(ratio "$m_prune" "$m_rm")
 echo "## Prune: $RELEASES releases of $FILES files against rm -rf"
 echo
 machine_info
-echo "- filesystem: $(findmnt -n -o FSTYPE,OPTIONS --target "$WORK" | sed -E 's/ +/ (/; s/$/)/')"
+echo "- filesystem: $FS_NOTE"
 echo "- each release: $entries entries (files, directories, symlinks and relman's own files), hard links to one built release; $((RELEASES * entries)) entries deleted by each side per run"
 echo "- $RUNS runs, each on fresh copies (\`cp -al\`, then \`sync\`), the two sides interleaved (order alternating)"
 echo

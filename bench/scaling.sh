@@ -6,14 +6,15 @@
 # bench/results/scaling-*.tsv.
 #
 # usage: bench/scaling.sh   (RELEASE_COUNTS="10 100 500" FILE_COUNTS="1000 20000 200000"
-#                            RUNS=7, RUNS_BIG=3 at 100,000 files or more; BENCH_NO_BUILD=1)
+#                            RUNS=7 on the release axis, RUNS_FILES=5 on the file axis and
+#                            RUNS_BIG=2 from 100,000 files up; BENCH_NO_BUILD=1)
 #
 # Releases are fabricated: one tiny release built by `relman build`, copied (`cp -a`) to the
 # other IDs with their seals rewritten (fabricate_releases in bench/lib.sh), since a real build
 # fsyncs and seals for ~0.2 s. File trees come from bench/gen-tree.js (--large 0 --max-size
 # 4096: the file count grows, not the bytes).
 #
-# Everything runs on a scratch ext4 of its own, .bench/scaling/fs.img (sparse, SCRATCH_GB=8)
+# Everything runs on a scratch ext4 of its own, .bench/scaling/fs.img (sparse, SCRATCH_GB=16)
 # on a loop device with direct I/O, mounted without `discard` (when run as root; SCRATCH_FS=0
 # or no root: in .bench/scaling/ itself). This machine's root filesystem is mounted with
 # `discard` and has no journal: each freed block is discarded there and then, ~0.2 ms per
@@ -28,7 +29,8 @@ source "$(dirname "$0")/lib.sh"
 read -r -a RELEASE_COUNTS <<<"${RELEASE_COUNTS:-10 100 500}"
 read -r -a FILE_COUNTS <<<"${FILE_COUNTS:-1000 20000 200000}"
 RUNS=${RUNS:-7}
-RUNS_BIG=${RUNS_BIG:-3}
+RUNS_FILES=${RUNS_FILES:-5}
+RUNS_BIG=${RUNS_BIG:-2}
 WORK=${BENCH_DIR:-$REPO/.bench/scaling}
 SEED=42
 KEEP=5
@@ -38,34 +40,10 @@ command -v sha256sum >/dev/null || die "sha256sum not found"
 mkdir -p "$WORK" "$RESULTS_DIR"
 
 # --- the scratch filesystem -----------------------------------------------------------------
-DATA=$WORK
-FS_NOTE="the root filesystem"
-LOOP=""
-unmount_scratch() {
-  if mountpoint -q "$WORK/mnt"; then umount "$WORK/mnt" || say "could not unmount $WORK/mnt"; fi
-  if [[ -n "$LOOP" ]]; then losetup -d "$LOOP" 2>/dev/null || true; fi
-  LOOP=""
-}
-if [[ "${SCRATCH_FS:-1}" == 1 && $(id -u) == 0 ]] && command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null; then
-  mkdir -p "$WORK/mnt"
-  # Left mounted or attached by an interrupted run.
-  if mountpoint -q "$WORK/mnt"; then umount "$WORK/mnt"; fi
-  if [[ -f "$WORK/fs.img" ]]; then
-    for stale in $(losetup -j "$WORK/fs.img" -n -O NAME); do losetup -d "$stale" || true; done
-  fi
-  if [[ ! -f "$WORK/fs.img" ]]; then
-    say "making a scratch ext4 in $WORK/fs.img (${SCRATCH_GB:-8} GB, sparse)"
-    truncate -s "${SCRATCH_GB:-8}G" "$WORK/fs.img"
-    mkfs.ext4 -q -F "$WORK/fs.img"
-  fi
-  if LOOP=$(losetup -f --show --direct-io=on "$WORK/fs.img") && mount "$LOOP" "$WORK/mnt"; then
-    DATA=$WORK/mnt
-    FS_NOTE="a scratch ext4 (\`mkfs.ext4\` defaults: journal on; mounted without \`discard\`) on a loop device with direct I/O over a file in the root filesystem"
-  else
-    say "could not mount the scratch ext4: measuring on the root filesystem"
-    unmount_scratch
-  fi
-fi
+SCRATCH_GB=${SCRATCH_GB:-16}
+# Inodes for every copy at once: 1.5 million at the default sizes.
+SCRATCH_INODES=${SCRATCH_INODES:-2500000}
+mount_scratch
 cleanup() {
   rm -rf "$DATA"/root-* "$DATA"/run-* "$DATA"/cp-* "$DATA/src"
   unmount_scratch
@@ -92,7 +70,7 @@ med() { median ${T["$1|$2"]}; }
 # shellcheck disable=SC2086
 span() { printf '%s–%s' "$(fmt "$(minimum ${T["$1|$2"]})")" "$(fmt "$(maximum ${T["$1|$2"]})")"; }
 fmt() { awk -v v="$1" 'BEGIN { printf (v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f"), v }'; }
-runs_for() { if (($1 >= 100000)); then echo "$RUNS_BIG"; else echo "$RUNS"; fi; }
+runs_for() { if (($1 >= 100000)); then echo "$RUNS_BIG"; else echo "$RUNS_FILES"; fi; }
 
 mkdir -p "$DATA/src"
 echo 'console.log("hi")' >"$DATA/src/index.js"
@@ -273,6 +251,7 @@ tsv() { # NAME SIZES: the rows' medians as series/x/y for benchplot
     for row in "${ROWS[@]}"; do
       IFS=';' read -r what label _ <<<"$row"
       label=${label//\`/}
+      label=${label//\\|/|}
       for x in "$@"; do printf '%s\t%s\t%s\n' "$label" "$x" "$(med "$what" "$x")"; done
     done
   } >"$RESULTS_DIR/$name.tsv"
@@ -283,7 +262,7 @@ echo
 machine_info
 echo "- filesystem: $FS_NOTE"
 echo "- releases: ${RELEASE_COUNTS[*]} tiny sealed releases (one file each; one built, the rest copies with their own seals), the newest live and the one before it the rollback target; $RUNS interleaved runs of each"
-echo "- files: trees from \`bench/gen-tree.js --seed $SEED --files N --large 0 --max-size 4096\` ($(for f in "${FILE_COUNTS[@]}"; do du -sm "$DATA/tree-$f" | awk -v f="$f" '{ printf "%s files: %s MB; ", f, $1 }'; done | sed 's/; $//')); $RUNS interleaved runs of each, $RUNS_BIG from 100,000 files up; \`sync\` before each copy"
+echo "- files: trees from \`bench/gen-tree.js --seed $SEED --files N --large 0 --max-size 4096\` ($(for f in "${FILE_COUNTS[@]}"; do du -sm "$DATA/tree-$f" | awk -v f="$f" '{ printf "%s files: %s MB; ", f, $1 }'; done | sed 's/; $//')); $RUNS_FILES interleaved runs of each, $RUNS_BIG from 100,000 files up; \`sync\` before each copy"
 echo "- fixed and per-item costs: a least-squares fit of the medians to fixed + per-item × size; \"share that grows\" is the per-item part of the largest size's median: constant under 25%, linear over 75%"
 echo
 echo "### As releases grow"
