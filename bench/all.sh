@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reruns the benchmarks and writes docs/benchmarks.md from their output.
 #
-# usage: bench/all.sh                   every section, in order (~35 min)
+# usage: bench/all.sh                   every section, in order (~45 min)
 #        bench/all.sh scaling history   only those sections; the others keep their last output
 #        REPORT_ONLY=1 bench/all.sh     reassemble docs/benchmarks.md, rerunning nothing
 #
