@@ -301,6 +301,13 @@ for strategy in restart reload relman; do
   printf -- '- %s: %s\n' "$strategy" "$kinds"
 done
 echo
+{
+  printf 'series\tx\ty\n'
+  awk -F'\t' 'BEGIN { l["restart"] = "flip + pm2 restart"; l["reload"] = "flip + pm2 reload"; l["relman"] = "relman activate" }
+    NR > 1 { print l[$1] "\t" $2 "\t" $7 }' "$RESULTS"
+} >"$RESULTS_DIR/deploy-failed.tsv"
+plot deploy-failed "Failed requests per deploy (#$BROKEN_AT: the broken release)" "deploy, in order" "failed requests"
+echo
 echo "## Time: \`relman activate\` vs a bare \`pm2 reload APP\` (healthy deploys, no load)"
 echo
 mapfile -t bare < <(col "$TIMING" bare 4)

@@ -1,29 +1,32 @@
 #!/usr/bin/env node
 'use strict';
 // Writes a deterministic source tree for bench/store.sh: about 20,000 files and 300 MB,
-// mostly small files (log-uniform 64 B .. 64 KiB) in nested directories, a few large ones
+// mostly small files (log-uniform 64 B .. 64 KiB, or up to --max-size) in nested directories,
+// a few large ones
 // (4 .. 10 MiB), a few executables and a few symlinks. The same seed always gives the same
 // tree, byte for byte: sizes and names come from a seeded xorshift PRNG and contents from an
 // AES-128-CTR keystream keyed by the seed and the file's index.
 //
-// usage: node bench/gen-tree.js DIR [--seed N] [--files N] [--large N]
+// usage: node bench/gen-tree.js DIR [--seed N] [--files N] [--large N] [--max-size BYTES]
+// (bench/scaling.sh uses --large 0 --max-size 4096 to grow the file count, not the bytes)
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
 function parseArgs(argv) {
-  const opts = { dir: null, seed: 42, files: 20000, large: 16 };
+  const opts = { dir: null, seed: 42, files: 20000, large: 16, 'max-size': 65536 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--seed') opts.seed = Number(argv[++i]);
     else if (arg === '--files') opts.files = Number(argv[++i]);
     else if (arg === '--large') opts.large = Number(argv[++i]);
+    else if (arg === '--max-size') opts['max-size'] = Number(argv[++i]);
     else if (!arg.startsWith('-') && opts.dir === null) opts.dir = arg;
     else throw new Error(`unknown argument ${arg}`);
   }
-  if (!opts.dir) throw new Error('usage: gen-tree.js DIR [--seed N] [--files N] [--large N]');
-  for (const key of ['seed', 'files', 'large']) {
+  if (!opts.dir) throw new Error('usage: gen-tree.js DIR [--seed N] [--files N] [--large N] [--max-size BYTES]');
+  for (const key of ['seed', 'files', 'large', 'max-size']) {
     if (!Number.isInteger(opts[key]) || opts[key] < 0) throw new Error(`--${key} must be a whole number`);
   }
   return opts;
@@ -79,7 +82,7 @@ function main() {
     const isLarge = index >= small;
     const size = isLarge
       ? int(4 << 20, 10 << 20)
-      : Math.floor(Math.exp(Math.log(64) + rand() * (Math.log(65536) - Math.log(64))));
+      : Math.floor(Math.exp(Math.log(64) + rand() * (Math.log(opts['max-size']) - Math.log(64))));
     const dir = dirs[int(0, dirs.length - 1)];
     const name = isLarge ? `bundle-${index}.bin` : `f${index}${exts[int(0, exts.length - 1)]}`;
     const file = path.join(opts.dir, dir, name);
@@ -95,7 +98,7 @@ function main() {
     const dir = linked[int(0, linked.length - 1)];
     fs.symlinkSync(filesIn.get(dir), path.join(opts.dir, dir, `link-${i}`));
   }
-  const summary = { seed: opts.seed, files: opts.files, large: opts.large, dirs: dirs.length, bytes };
+  const summary = { seed: opts.seed, files: opts.files, large: opts.large, maxSize: opts['max-size'], dirs: dirs.length, bytes };
   console.log(JSON.stringify(summary));
 }
 

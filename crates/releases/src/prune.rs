@@ -97,6 +97,7 @@ pub fn prune(
         protected: protected.clone(),
         keep,
     };
+    let mut doomed = Vec::new();
     for release in &overview.releases {
         let is_protected = protected.iter().any(|p| p.id == release.id);
         let newest_sealed = release.state == State::Sealed && sealed_kept < keep;
@@ -107,31 +108,70 @@ pub fn prune(
             report.kept.push(release.id.clone());
             continue;
         }
-        report.bytes_freed += DeployRoot::tree_bytes(&release.dir);
-        if !dry_run {
-            delete(root, &release.id)?;
-        }
-        report.deleted.push(release.id.clone());
+        doomed.push(release);
     }
+    report.bytes_freed = if dry_run {
+        doomed.iter().map(|r| DeployRoot::tree_bytes(&r.dir)).sum()
+    } else {
+        let ids: Vec<ReleaseId> = doomed.iter().map(|r| r.id.clone()).collect();
+        delete(root, &ids)?
+    };
+    report.deleted = doomed.into_iter().map(|r| r.id.clone()).collect();
     Ok(report)
 }
 
-/// Moves a release out of `releases/` (one atomic rename), then removes it. When `releases/`
-/// is a symlink to another filesystem, the rename cannot cross it: the release is then removed
-/// where it is (a crash half-way leaves a release that reads `failed`, which a later prune
-/// removes).
-fn delete(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
+/// Moves the releases out of `releases/` (one atomic rename each), makes the moves durable
+/// with one fsync of `releases/` and one of the trash for all of them (not two per release:
+/// those were most of a prune of many small releases), then removes them. A crash before
+/// that fsync leaves each release either in place, whole, or in the trash, which the next
+/// prune empties; nothing is removed before it. When `releases/` is a symlink to another
+/// filesystem, the rename cannot cross it: such a release is removed where it is (a crash
+/// half-way leaves a release that reads `failed`, which a later prune removes).
+///
+/// Returns the bytes freed. Each release is measured just before it is removed, on as many
+/// threads as cores (at least two, `crate::parallel`): removing is mostly waiting on the disk,
+/// so the walk that measures one release and the removal of another overlap instead of adding
+/// up.
+fn delete(root: &DeployRoot, ids: &[ReleaseId]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     let trash = root.trash_dir();
     crate::fs::create_dir_all(&trash)?;
-    let target = trash.join(format!("{id}.{:08x}", crate::fs::random_u32()));
-    if let Err(err) = crate::fs::rename(&root.release_dir(id), &target) {
-        if err.is_cross_device() {
-            return crate::fs::remove_any(&root.release_dir(id));
+    let mut moved = Vec::new();
+    let mut in_place = Vec::new();
+    for id in ids {
+        let target = trash.join(format!("{id}.{:08x}", crate::fs::random_u32()));
+        match crate::fs::rename_unsynced(&root.release_dir(id), &target) {
+            Ok(()) => moved.push(target),
+            Err(err) if err.is_cross_device() => in_place.push(root.release_dir(id)),
+            Err(err) => {
+                sync_moves(root, &moved)?;
+                return Err(err);
+            }
         }
-        return Err(err);
     }
+    sync_moves(root, &moved)?;
     crate::failpoint::hit("prune-after-trash");
-    crate::fs::remove_any(&target)
+    moved.append(&mut in_place);
+    let bytes = crate::parallel::map(
+        &moved,
+        || (),
+        |dir, ()| {
+            let bytes = DeployRoot::tree_bytes(dir);
+            crate::fs::remove_any(dir)?;
+            Ok(bytes)
+        },
+    )?;
+    Ok(bytes.iter().sum())
+}
+
+fn sync_moves(root: &DeployRoot, moved: &[camino::Utf8PathBuf]) -> Result<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    crate::fs::sync_dir(&root.releases_dir())?;
+    crate::fs::sync_dir(&root.trash_dir())
 }
 
 fn empty_trash(root: &DeployRoot) -> Result<()> {

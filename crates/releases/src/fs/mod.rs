@@ -169,14 +169,10 @@ pub(crate) fn remove_any(path: &Utf8Path) -> Result<()> {
     }
 }
 
-/// Renames `from` to `to` and fsyncs both parents.
-pub(crate) fn rename(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
-    fs::rename(from, to).at("failed to move", from)?;
-    sync_dir(parent(from))?;
-    if parent(from) != parent(to) {
-        sync_dir(parent(to))?;
-    }
-    Ok(())
+/// Renames `from` to `to` without fsyncing either parent: for a batch of renames that the
+/// caller makes durable afterwards with one `sync_dir` of each parent.
+pub(crate) fn rename_unsynced(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
+    fs::rename(from, to).at("failed to move", from)
 }
 
 fn parent(path: &Utf8Path) -> &Utf8Path {
