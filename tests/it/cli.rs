@@ -1010,6 +1010,37 @@ fn a_write_into_a_shared_node_modules_cannot_reach_another_release() {
 }
 
 #[test]
+fn prune_counts_as_freed_only_files_no_kept_release_still_links_to() {
+    if !support::node_available("prune_counts_as_freed_only_files_no_kept_release_still_links_to") {
+        return;
+    }
+    // "link": hard links even as root, which the tests may be.
+    let install = "mkdir -p node_modules/x && head -c 100000 /dev/zero > node_modules/x/big";
+    let sb = Sandbox::with_config(&config(
+        install,
+        BUILD_SCRIPT,
+        "reuse_node_modules = \"link\"",
+    ));
+    let src = sb.fixture_source("src");
+    build_ok(&sb, &src, "n1");
+    build_ok(&sb, &src, "n2");
+    let big = |id: &str| fs::metadata(sb.release_dir(id).join("node_modules/x/big")).unwrap();
+    assert_eq!(big("n1").ino(), big("n2").ino());
+    // What n1 frees: all of it but the file n2 keeps.
+    let freed = tree_bytes(&sb.release_dir("n1")) - 100_000;
+
+    let dry = sb.relman(&["prune", "--keep", "1", "--dry-run", "--json"]);
+    assert_eq!(dry.ok().json()["bytes_freed"], freed, "{dry}");
+    let run = sb.relman(&["prune", "--keep", "1", "--json"]);
+    let report = run.ok().json();
+    assert_eq!(ids(&report["deleted"]), ["n1"], "{run}");
+    assert_eq!(report["bytes_freed"], freed, "{run}");
+    assert_eq!(big("n2").len(), 100_000, "n2's file is whole");
+    assert_eq!(big("n2").nlink(), 1);
+    sb.relman(&["verify", "n2"]).ok();
+}
+
+#[test]
 fn build_with_the_real_npm_ci_and_npm_run_build() {
     if !support::node_available("build_with_the_real_npm_ci_and_npm_run_build") {
         return;

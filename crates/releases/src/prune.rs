@@ -111,7 +111,10 @@ pub fn prune(
         doomed.push(release);
     }
     report.bytes_freed = if dry_run {
-        doomed.iter().map(|r| DeployRoot::tree_bytes(&r.dir)).sum()
+        doomed
+            .iter()
+            .map(|r| crate::fs::remove::freed_by(&r.dir))
+            .sum()
     } else {
         let ids: Vec<ReleaseId> = doomed.iter().map(|r| r.id.clone()).collect();
         delete(root, &ids)?
@@ -128,10 +131,9 @@ pub fn prune(
 /// filesystem, the rename cannot cross it: such a release is removed where it is (a crash
 /// half-way leaves a release that reads `failed`, which a later prune removes).
 ///
-/// Returns the bytes freed. Each release is measured just before it is removed, on as many
-/// threads as cores (at least two, `crate::parallel`): removing is mostly waiting on the disk,
-/// so the walk that measures one release and the removal of another overlap instead of adding
-/// up.
+/// Returns the bytes freed, counted while removing (`fs::remove`): a file that a kept release
+/// still links to (a shared `node_modules`) frees nothing. The releases are removed on as many
+/// threads as cores (at least two, `crate::parallel`).
 fn delete(root: &DeployRoot, ids: &[ReleaseId]) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
@@ -157,11 +159,7 @@ fn delete(root: &DeployRoot, ids: &[ReleaseId]) -> Result<u64> {
     let bytes = crate::parallel::map(
         &moved,
         || (),
-        |dir, ()| {
-            let bytes = DeployRoot::tree_bytes(dir);
-            crate::fs::remove_any(dir)?;
-            Ok(bytes)
-        },
+        |dir, ()| crate::fs::remove::remove_counting(dir),
     )?;
     Ok(bytes.iter().sum())
 }

@@ -9,6 +9,7 @@
 pub(crate) mod copy;
 pub(crate) mod lock;
 pub(crate) mod own_files;
+pub(crate) mod remove;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
