@@ -166,13 +166,24 @@ pub fn compute(dir: &Utf8Path, exclude: &[String]) -> Result<(Manifest, Meta)> {
         return Err(err);
     }
     walked?;
-    let mut manifest = Manifest::default();
-    for file in hashed {
-        manifest.bytes += file.len;
-        meta.modes.insert(file.relative.clone(), file.mode);
-        manifest.files.insert(file.relative, file.digest);
+    Ok((into_manifest(hashed, &mut meta), meta))
+}
+
+/// The manifest of the hashed files, their modes added to `meta`. Sorted first, the maps are
+/// built in one pass each instead of 20,000 searching inserts apiece.
+fn into_manifest(mut hashed: Vec<Hashed>, meta: &mut Meta) -> Manifest {
+    hashed.sort_unstable_by(|a, b| a.relative.cmp(&b.relative));
+    meta.modes = hashed
+        .iter()
+        .map(|file| (file.relative.clone(), file.mode))
+        .collect();
+    Manifest {
+        bytes: hashed.iter().map(|file| file.len).sum(),
+        files: hashed
+            .into_iter()
+            .map(|file| (file.relative, file.digest))
+            .collect(),
     }
-    Ok((manifest, meta))
 }
 
 /// One hashing thread: takes batches of paths until the walk is done or a file fails (the
@@ -314,20 +325,54 @@ impl Manifest {
     /// What differs between this (expected) manifest and `actual`.
     pub fn diff(&self, actual: &Manifest) -> Diff {
         let mut diff = Diff::default();
-        for (path, digest) in &self.files {
-            match actual.files.get(path) {
-                None => diff.missing.push(path.clone()),
-                Some(other) if other != digest => diff.changed.push(path.clone()),
-                Some(_) => {}
+        merge(
+            &self.files,
+            &actual.files,
+            |path, expected, actual| match (expected, actual) {
+                (Some(_), None) => diff.missing.push(path.clone()),
+                (None, Some(_)) => diff.added.push(path.clone()),
+                (Some(expected), Some(actual)) if expected != actual => {
+                    diff.changed.push(path.clone());
+                }
+                _ => {}
+            },
+        );
+        diff
+    }
+}
+
+/// Walks two maps keyed by path side by side, in order, calling `each` with every path of
+/// either and its value in each. One comparison per step: a lookup of each path in the other
+/// map cost a binary search apiece, 25 ms of `verify`'s serial time on 20,000 files.
+fn merge<'a, A, B>(
+    expected: &'a BTreeMap<String, A>,
+    actual: &'a BTreeMap<String, B>,
+    mut each: impl FnMut(&'a String, Option<&'a A>, Option<&'a B>),
+) {
+    let mut expected = expected.iter().peekable();
+    let mut actual = actual.iter().peekable();
+    loop {
+        let order = match (expected.peek(), actual.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let (path, value) = expected.next().expect("peeked");
+                each(path, Some(value), None);
+            }
+            std::cmp::Ordering::Greater => {
+                let (path, value) = actual.next().expect("peeked");
+                each(path, None, Some(value));
+            }
+            std::cmp::Ordering::Equal => {
+                let (path, value) = expected.next().expect("peeked");
+                let (_, other) = actual.next().expect("peeked");
+                each(path, Some(value), Some(other));
             }
         }
-        diff.added = actual
-            .files
-            .keys()
-            .filter(|p| !self.files.contains_key(*p))
-            .cloned()
-            .collect();
-        diff
     }
 }
 
@@ -472,14 +517,14 @@ impl Meta {
         diff: &mut Diff,
         details: &mut BTreeMap<String, String>,
     ) {
-        for (path, mode) in &self.modes {
-            if let Some(now) = actual.modes.get(path)
+        merge(&self.modes, &actual.modes, |path, mode, now| {
+            if let (Some(mode), Some(now)) = (mode, now)
                 && now != mode
             {
                 diff.changed.push(path.clone());
                 details.insert(path.clone(), format!("mode {mode:04o} -> {now:04o}"));
             }
-        }
+        });
         for (path, target) in &self.links {
             match actual.links.get(path) {
                 None => {
@@ -739,23 +784,9 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     };
     let release = crate::store::sealed_release(root, &id)?;
     let config = root.config()?;
-    let manifest_path = release.dir.join(META_DIR).join(MANIFEST_FILE);
-    let text = read_meta_file(&release.dir, MANIFEST_FILE, MANIFEST_LIMIT)
-        .map_err(|why| {
-            why.into_error(
-                &manifest_path,
-                "relman reads a manifest only as the regular file its build wrote; build a new release",
-            )
-        })?
-        .ok_or_else(|| Error::Malformed {
-            path: manifest_path.clone(),
-            message: "it is missing: the release cannot be verified; build a new release".into(),
-        })?;
-    let text = String::from_utf8(text).map_err(|_| Error::Malformed {
-        path: manifest_path.clone(),
-        message: "it is not UTF-8: relman writes paths as UTF-8; build a new release".into(),
-    })?;
-    let expected = Manifest::parse(&text, &manifest_path)?;
+    let text = read_manifest(&release.dir)?;
+    // A release sealed before the sidecar existed is verified on contents alone.
+    let sidecar = read_sidecar(&release.dir)?;
     let seal = release.seal.as_ref();
     let configured = config.manifest_exclude();
     let exclude = seal
@@ -773,24 +804,21 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
             message: format!("`manifest.runtime` {why}"),
         })?,
     };
-    let (actual, actual_meta) = compute(&release.dir, exclude)?;
+    // What the build wrote is parsed while the tree is hashed: 20,000 lines of manifest and
+    // sidecar took 60 ms on one core, before and after the hashing, the other core idle.
+    let (expected, actual) = std::thread::scope(|scope| {
+        let expected = scope.spawn(|| parse_expected(&release.dir, &text, sidecar.as_deref()));
+        let actual = compute(&release.dir, exclude);
+        (
+            expected.join().expect("the manifest parser panicked"),
+            actual,
+        )
+    });
+    let (expected, expected_meta) = expected?;
+    let (actual, actual_meta) = actual?;
     let mut diff = expected.diff(&actual);
     let mut details = BTreeMap::new();
-    // A release sealed before the sidecar existed is verified on contents alone.
-    let meta_path = meta_path(&release.dir);
-    let sidecar =
-        read_meta_file(&release.dir, MANIFEST_META_FILE, MANIFEST_LIMIT).map_err(|why| {
-            why.into_error(
-                &meta_path,
-                "relman reads it only as the regular file its build wrote; build a new release",
-            )
-        })?;
-    if let Some(bytes) = sidecar {
-        let text = String::from_utf8(bytes).map_err(|_| Error::Malformed {
-            path: meta_path.clone(),
-            message: "it is not UTF-8: relman writes paths as UTF-8; build a new release".into(),
-        })?;
-        let expected_meta = Meta::parse(&text, &meta_path)?;
+    if let Some(expected_meta) = expected_meta {
         expected_meta.diff_into(&actual_meta, &mut diff, &mut details);
     }
     let (diff, runtime) = diff.partition(&runtime);
@@ -804,6 +832,59 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
         runtime,
         details,
     })
+}
+
+/// The text of a sealed release's manifest.
+fn read_manifest(release_dir: &Utf8Path) -> Result<String> {
+    let path = manifest_path(release_dir);
+    let bytes = read_meta_file(release_dir, MANIFEST_FILE, MANIFEST_LIMIT)
+        .map_err(|why| {
+            why.into_error(
+                &path,
+                "relman reads a manifest only as the regular file its build wrote; build a new release",
+            )
+        })?
+        .ok_or_else(|| Error::Malformed {
+            path: path.clone(),
+            message: "it is missing: the release cannot be verified; build a new release".into(),
+        })?;
+    String::from_utf8(bytes).map_err(|_| Error::Malformed {
+        path,
+        message: "it is not UTF-8: relman writes paths as UTF-8; build a new release".into(),
+    })
+}
+
+/// The text of a sealed release's sidecar, if its build wrote one.
+fn read_sidecar(release_dir: &Utf8Path) -> Result<Option<String>> {
+    let path = meta_path(release_dir);
+    let bytes = read_meta_file(release_dir, MANIFEST_META_FILE, MANIFEST_LIMIT).map_err(|why| {
+        why.into_error(
+            &path,
+            "relman reads it only as the regular file its build wrote; build a new release",
+        )
+    })?;
+    bytes
+        .map(|bytes| {
+            String::from_utf8(bytes).map_err(|_| Error::Malformed {
+                path,
+                message: "it is not UTF-8: relman writes paths as UTF-8; build a new release"
+                    .into(),
+            })
+        })
+        .transpose()
+}
+
+/// The manifest and sidecar (if any) a release was sealed with, parsed.
+fn parse_expected(
+    release_dir: &Utf8Path,
+    manifest: &str,
+    sidecar: Option<&str>,
+) -> Result<(Manifest, Option<Meta>)> {
+    let expected = Manifest::parse(manifest, &manifest_path(release_dir))?;
+    let meta = sidecar
+        .map(|text| Meta::parse(text, &meta_path(release_dir)))
+        .transpose()?;
+    Ok((expected, meta))
 }
 
 /// The manifest file of a release directory.
