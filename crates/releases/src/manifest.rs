@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -137,10 +139,11 @@ pub fn compute(dir: &Utf8Path, exclude: &[String]) -> Result<(Manifest, Meta)> {
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let failed = AtomicBool::new(false);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 16));
+    let base = open_dir(dir)?;
     let mut meta = Meta::default();
     let (walked, hashed) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| scope.spawn(|| hash_worker(dir, &receiver, &failure, &failed)))
+            .map(|_| scope.spawn(|| hash_worker(dir, &base, &receiver, &failure, &failed)))
             .collect();
         let mut batch = Vec::with_capacity(BATCH);
         let mut walked = walk(dir, exclude, &mut meta.links, |relative| {
@@ -186,10 +189,19 @@ fn into_manifest(mut hashed: Vec<Hashed>, meta: &mut Meta) -> Manifest {
     }
 }
 
+/// `dir` opened once, for the hashing threads to open its files relative to it (`openat`): the
+/// kernel then resolves only the path below it, not the whole path from `/` again per file.
+fn open_dir(dir: &Utf8Path) -> Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    rustix::fs::open(dir.as_std_path(), flags, Mode::empty())
+        .map_err(|err| Error::io("failed to open", dir, err.into()))
+}
+
 /// One hashing thread: takes batches of paths until the walk is done or a file fails (the
 /// first failure is kept in `failure`).
 fn hash_worker(
     dir: &Utf8Path,
+    base: &OwnedFd,
     receiver: &Mutex<mpsc::Receiver<Vec<String>>>,
     failure: &Mutex<Option<Error>>,
     failed: &AtomicBool,
@@ -200,7 +212,7 @@ fn hash_worker(
         let next = receiver.lock().expect("the queue lock").recv();
         let Ok(batch) = next else { break };
         for relative in batch {
-            match hash_entry(&dir.join(&relative), &mut buffer) {
+            match hash_entry(dir, base, &relative, &mut buffer) {
                 Ok((digest, len, mode)) => done.push(Hashed {
                     relative,
                     digest,
@@ -218,28 +230,33 @@ fn hash_worker(
     done
 }
 
-/// SHA-256, length and permission bits of one file of the manifest. The mode comes from the
-/// open descriptor (an `fstat`, no second path lookup), so it is the hashed file's.
-fn hash_entry(path: &Utf8Path, buffer: &mut [u8]) -> Result<([u8; 32], u64, u32)> {
+/// SHA-256, length and permission bits of `relative`, a file of the manifest of `dir` (open as
+/// `base`). The mode comes from the open descriptor (an `fstat`, no second path lookup), so it
+/// is the hashed file's.
+fn hash_entry(
+    dir: &Utf8Path,
+    base: &OwnedFd,
+    relative: &str,
+    buffer: &mut [u8],
+) -> Result<([u8; 32], u64, u32)> {
     use std::os::unix::fs::PermissionsExt;
-    let file = File::open(path).at("failed to open", path)?;
-    let mode = file
-        .metadata()
-        .at("failed to stat", path)?
-        .permissions()
-        .mode()
-        & 0o7777;
-    let (digest, len) = hash_open(file, path, buffer)?;
-    Ok((digest, len, mode))
+    let fail = |action, err| Error::io(action, dir.join(relative), err);
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut file = rustix::fs::openat(base, relative, flags, Mode::empty())
+        .map(File::from)
+        .map_err(|err| fail("failed to open", err.into()))?;
+    let mode = file.metadata().map_err(|err| fail("failed to stat", err))?;
+    let (digest, len) = hash_read(&mut file, buffer).map_err(|err| fail("failed to read", err))?;
+    Ok((digest, len, mode.permissions().mode() & 0o7777))
 }
 
 fn hash_file(path: &Utf8Path, buffer: &mut [u8]) -> Result<([u8; 32], u64)> {
-    let file = File::open(path).at("failed to open", path)?;
-    hash_open(file, path, buffer)
+    let mut file = File::open(path).at("failed to open", path)?;
+    hash_read(&mut file, buffer).at("failed to read", path)
 }
 
-/// SHA-256 and length of what is left to read of `file` (opened from `path`).
-fn hash_open(mut file: File, path: &Utf8Path, buffer: &mut [u8]) -> Result<([u8; 32], u64)> {
+/// SHA-256 and length of what is left to read of `file`.
+fn hash_read(file: &mut File, buffer: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     loop {
@@ -247,7 +264,7 @@ fn hash_open(mut file: File, path: &Utf8Path, buffer: &mut [u8]) -> Result<([u8;
             Ok(0) => break,
             Ok(read) => read,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(Error::io("failed to read", path, err)),
+            Err(err) => return Err(err),
         };
         hasher.update(&buffer[..read]);
         len += read as u64;
