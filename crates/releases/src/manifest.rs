@@ -245,18 +245,24 @@ fn hash_entry(
     let mut file = rustix::fs::openat(base, relative, flags, Mode::empty())
         .map(File::from)
         .map_err(|err| fail("failed to open", err.into()))?;
-    let mode = file.metadata().map_err(|err| fail("failed to stat", err))?;
-    let (digest, len) = hash_read(&mut file, buffer).map_err(|err| fail("failed to read", err))?;
-    Ok((digest, len, mode.permissions().mode() & 0o7777))
+    let stat = file.metadata().map_err(|err| fail("failed to stat", err))?;
+    let (digest, len) =
+        hash_read(&mut file, stat.len(), buffer).map_err(|err| fail("failed to read", err))?;
+    Ok((digest, len, stat.permissions().mode() & 0o7777))
 }
 
 fn hash_file(path: &Utf8Path, buffer: &mut [u8]) -> Result<([u8; 32], u64)> {
     let mut file = File::open(path).at("failed to open", path)?;
-    hash_read(&mut file, buffer).at("failed to read", path)
+    hash_read(&mut file, u64::MAX, buffer).at("failed to read", path)
 }
 
-/// SHA-256 and length of what is left to read of `file`.
-fn hash_read(file: &mut File, buffer: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
+/// SHA-256 and length of what is left to read of `file`, whose size was `size` when it was
+/// opened (`u64::MAX` when unknown).
+///
+/// A short read that reaches `size` is the end of the file: most files of a release fit in one
+/// buffer, and the usual read that returns 0 to confirm the end was a fifth of the system calls
+/// of `verify`. A file that grows while it is read is read on to a read that returns 0.
+fn hash_read(file: &mut File, size: u64, buffer: &mut [u8]) -> std::io::Result<([u8; 32], u64)> {
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     loop {
@@ -268,6 +274,9 @@ fn hash_read(file: &mut File, buffer: &mut [u8]) -> std::io::Result<([u8; 32], u
         };
         hasher.update(&buffer[..read]);
         len += read as u64;
+        if read < buffer.len() && len >= size {
+            break;
+        }
     }
     Ok((hasher.finalize().into(), len))
 }
@@ -940,6 +949,22 @@ mod tests {
         // The sidecar comes from the same pass: a mode per hashed file, every link.
         assert!(meta.modes.keys().eq(manifest.files.keys()));
         assert_eq!(meta.links, [("link".into(), "a/x.txt".into())].into());
+    }
+
+    #[test]
+    fn hash_read_reads_to_the_end_whatever_size_it_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let expected: [u8; 32] = Sha256::digest(&data).into();
+        let mut buffer = vec![0u8; 4096];
+        // The size at open, one smaller (the file grew since), none known, and 0.
+        for size in [100_000, 99_999, u64::MAX, 0] {
+            let mut file = File::open(&path).unwrap();
+            let (digest, len) = hash_read(&mut file, size, &mut buffer).unwrap();
+            assert_eq!((digest, len), (expected, 100_000), "size {size}");
+        }
     }
 
     #[test]
