@@ -14,8 +14,11 @@
 //! (the emergency path) to it would be refused.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 
@@ -52,15 +55,30 @@ fn entries<'a>(
         .min_depth(1)
         .into_iter()
         .filter_entry(move |entry| {
-            let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
-            !(relative == std::path::Path::new(META_DIR)
-                || exclude.iter().any(|e| relative.starts_with(e)))
+            let relative = below(dir, entry.path());
+            !(relative == Path::new(META_DIR) || exclude.iter().any(|e| relative.starts_with(e)))
         })
+}
+
+/// `path`, an entry of the walk of `dir`, relative to `dir`.
+///
+/// walkdir makes each entry's path by joining names onto `dir` as given, so that is the text
+/// after `dir` and a separator: a byte comparison, where `Path::strip_prefix` parsed both paths
+/// into components twice per file on the walking thread (3% of `verify`'s profile).
+fn below<'p>(dir: &Utf8Path, path: &'p Path) -> &'p Path {
+    match path
+        .as_os_str()
+        .as_bytes()
+        .strip_prefix(dir.as_str().as_bytes())
+    {
+        Some(rest) => Path::new(OsStr::from_bytes(rest.strip_prefix(b"/").unwrap_or(rest))),
+        None => path.strip_prefix(dir).unwrap_or(path),
+    }
 }
 
 /// The path of an entry relative to `dir`, which must be UTF-8.
 fn relative_path(dir: &Utf8Path, entry: &walkdir::DirEntry) -> Result<String> {
-    let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+    let relative = below(dir, entry.path());
     relative
         .to_str()
         .map(str::to_owned)
@@ -949,6 +967,27 @@ mod tests {
         // The sidecar comes from the same pass: a mode per hashed file, every link.
         assert!(meta.modes.keys().eq(manifest.files.keys()));
         assert_eq!(meta.links, [("link".into(), "a/x.txt".into())].into());
+    }
+
+    #[test]
+    fn below_is_the_path_after_the_walked_directory() {
+        for (dir, path) in [
+            ("/r/releases/a", "/r/releases/a/x/y.js"),
+            ("/r/releases/a/", "/r/releases/a/x/y.js"),
+            ("rel", "rel/x/y.js"),
+            ("", "x/y.js"),
+        ] {
+            assert_eq!(
+                below(Utf8Path::new(dir), Path::new(path)),
+                Path::new("x/y.js"),
+                "{dir}"
+            );
+        }
+        // Not below `dir` as written: the component-wise comparison decides.
+        assert_eq!(
+            below(Utf8Path::new("./rel"), Path::new("rel/x")),
+            Path::new("rel/x")
+        );
     }
 
     #[test]
