@@ -340,8 +340,9 @@ impl Manifest {
             path: path.to_owned(),
             message: format!("line {line}: {what}"),
         };
-        let mut manifest = Manifest::default();
-        for (index, line) in text.lines().enumerate() {
+        // Collected, not inserted one by one: the lines come sorted, and a map built from a
+        // sorted list skips the search per insert (last one wins either way).
+        let entries = text.lines().enumerate().map(|(index, line)| {
             let (escaped, line) = match line.strip_prefix('\\') {
                 Some(rest) => (true, rest),
                 None => (false, line),
@@ -361,9 +362,12 @@ impl Manifest {
                     "path must be relative and stay inside the release",
                 ));
             }
-            manifest.files.insert(name, digest);
-        }
-        Ok(manifest)
+            Ok((name, digest))
+        });
+        Ok(Manifest {
+            files: entries.collect::<Result<_>>()?,
+            bytes: 0,
+        })
     }
 
     /// What differs between this (expected) manifest and `actual`.
@@ -421,16 +425,20 @@ fn merge<'a, A, B>(
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    // `from_str_radix` alone would take a `+` sign in a pair (`+f`), which `sha256sum -c`
-    // refuses.
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if text.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
     }
     Some(out)
+}
+
+/// The value of one hex digit, either case. Digit by digit, where `u8::from_str_radix` on
+/// each pair took a `+` sign (`+f`), which `sha256sum -c` refuses.
+fn hex_digit(c: u8) -> Option<u8> {
+    char::from(c).to_digit(16).map(|d| d as u8)
 }
 
 fn unescape(text: &str) -> Option<String> {
