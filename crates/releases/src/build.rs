@@ -859,12 +859,12 @@ impl Builder<'_> {
         // The build commands are done: a seal or manifest in `.relman/` now is theirs.
         remove_seal_files(self.dir)?;
         let exclude = self.config.manifest_exclude();
-        let manifest = manifest::compute(self.dir, &exclude)?;
+        let (manifest, meta) = manifest::compute(self.dir, &exclude)?;
         crate::fs::create_new(
             &manifest::manifest_path(self.dir),
             manifest.render().as_bytes(),
         )?;
-        manifest::write_meta(self.dir, &exclude, &manifest)?;
+        manifest::write_meta(self.dir, &meta)?;
         let bytes = DeployRoot::tree_bytes(self.dir);
         Ok((manifest, bytes))
     }
