@@ -54,7 +54,7 @@ dirs=$(find "$NM" -type d | wc -l)
 nm_kib=$(du -sk "$NM" | cut -f1)
 clones=no
 if cp --reflink=always "$NM/next/package.json" "$WORK/reflink-probe" 2>/dev/null; then clones=yes; fi
-fs_type=$(stat -f -c %T "$ROOT")
+fs_type=$(findmnt -n -o FSTYPE --target "$ROOT")
 
 link_s=() copy_s=() cpa_s=()
 for ((n = 1; n <= RUNS; n++)); do
@@ -90,21 +90,8 @@ ratios=()
 for ((i = 0; i < RUNS; i++)); do ratios+=("$(ratio "${link_s[i]}" "${cpa_s[i]}")"); done
 
 cat <<EOF
-## 5. \`node_modules\` without the copy (\`bench/node-modules.sh\`)
-
-\`\`\`sh
-bench/node-modules.sh
-\`\`\`
-
-A release of create-next-app's template (the stock app of section 3) installs with \`npm ci\`
-(release \`base\`); then, $RUNS times interleaved, a build that reuses its \`node_modules\` with
-\`reuse_node_modules = "link"\`, one with \`"copy"\`, and \`cp -a\` of the same \`node_modules\`, a
-\`sync\` before each. The time is the build's \`reuse\` step (\`durations_ms.reuse\`). The file
-system here ($fs_type) has no clones ($(if [[ $clones == yes ]]; then echo "\`cp --reflink=always\` works"; else echo "\`cp --reflink=always\` fails"; fi)), so \`"link"\` hard-links
-every file; it is what the default does when relman does not run as root (this run is root,
-where the default copies: root writes through file modes).
-
 $(machine_info)
+- file system: $fs_type, clones $(if [[ $clones == yes ]]; then echo available; else echo 'not available (`cp --reflink=always` fails)'; fi)
 - node_modules: $files files, $dirs directories, $(mib "$nm_kib") MiB (\`du\`); \`npm ci\` took $install_s s, and the \`protect\` step (write bits off, once per install) $protect_s s
 
 | what | median s | min–max s | vs \`cp -a\` | extra disk per release | of one node_modules |
