@@ -6,6 +6,7 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
+const os = require('node:os');
 const path = require('node:path');
 
 const SUPPORTED = ['linux-x64'];
@@ -40,4 +41,6 @@ child.on('exit', (code, signal) => {
     process.removeAllListeners(forwardedSignal);
   }
   process.kill(process.pid, signal);
+  // A signal Node ignores (SIGPIPE) leaves this process running: exit as a shell reports it.
+  process.exit(128 + (os.constants.signals[signal] || 0));
 });
