@@ -222,11 +222,15 @@ impl Entry {
                 target,
                 place: Place::Copy,
             } => Ok(Some((copy_file(path, target)?, Placed::Copied))),
+            // Files that may be linked go through `LinkGroup`: a clone, else a copy.
             Entry::File {
                 path,
                 target,
-                place: Place::Share { links },
-            } => share_file(path, target, *links, clones).map(Some),
+                place: Place::Share { .. },
+            } => Ok(Some(match try_clone(path, target, clones)? {
+                Some(bytes) => (bytes, Placed::Cloned),
+                None => (copy_file(path, target)?, Placed::Copied),
+            })),
         }
     }
 }
@@ -255,8 +259,8 @@ impl LinkGroup {
         let mut placed = Vec::with_capacity(self.names.len());
         for name in &self.names {
             let (from, to) = (self.source.join(name), self.target.join(name));
-            if clones.load(Ordering::Relaxed) {
-                placed.push(share_file(&from, &to, true, clones)?);
+            if let Some(bytes) = try_clone(&from, &to, clones)? {
+                placed.push((bytes, Placed::Cloned));
                 continue;
             }
             let stat = rustix::fs::statat(&from_dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
@@ -335,39 +339,21 @@ fn place_files(files: &[(Utf8PathBuf, Utf8PathBuf)]) -> Result<CopyStats> {
     Ok(stats)
 }
 
-/// One file of a shared tree: a clone, else a hard link to a source without write bits when
-/// `links`, else a copy.
-fn share_file(
-    from: &Utf8Path,
-    to: &Utf8Path,
-    links: bool,
-    clones: &AtomicBool,
-) -> Result<(u64, Placed)> {
-    if clones.load(Ordering::Relaxed) {
-        match fill_file(from, to, Data::Clone) {
-            Ok(bytes) => return Ok((bytes, Placed::Cloned)),
-            Err(err) if err.is_unsupported() => {
-                clones.store(false, Ordering::Relaxed);
-                match fs::remove_file(to) {
-                    Err(err) if err.kind() != io::ErrorKind::NotFound => {
-                        return Err(Error::io("failed to remove", to, err));
-                    }
-                    _ => {}
-                }
-            }
-            Err(err) => return Err(err),
-        }
+/// A clone of `from` at `to` while the file system makes them; `None` (and `clones` cleared,
+/// nothing left at `to`) once it refuses, for the caller to link or copy instead.
+fn try_clone(from: &Utf8Path, to: &Utf8Path, clones: &AtomicBool) -> Result<Option<u64>> {
+    if !clones.load(Ordering::Relaxed) {
+        return Ok(None);
     }
-    if links {
-        let meta = fs::symlink_metadata(from).at("failed to inspect", from)?;
-        // A file with a write bit could be written through the link by its owner (a release
-        // sealed before links, or by a build that could not link): that one is copied.
-        if meta.is_file() && meta.permissions().mode() & 0o222 == 0 {
-            fs::hard_link(from, to).at("failed to link", to)?;
-            return Ok((meta.len(), Placed::Linked));
+    match fill_file(from, to, Data::Clone) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.is_unsupported() => {
+            clones.store(false, Ordering::Relaxed);
+            crate::fs::remove_file(to)?;
+            Ok(None)
         }
+        Err(err) => Err(err),
     }
-    Ok((copy_file(from, to)?, Placed::Copied))
 }
 
 /// How a new file gets its data.
