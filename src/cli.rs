@@ -141,6 +141,9 @@ pub(crate) struct GateArgs {
     /// Do not check the release against its manifest first
     #[arg(long)]
     pub(crate) skip_integrity: bool,
+    /// Do not run the [hooks] (before_flip, after_live, after_rollback) this time
+    #[arg(long)]
+    pub(crate) no_hooks: bool,
 }
 
 #[derive(Debug, Args)]

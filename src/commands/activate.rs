@@ -43,6 +43,7 @@ pub(super) fn gates_of(gates: &GateArgs) -> Gates {
         reload: !gates.no_reload,
         probe: !gates.no_probe,
         integrity: !gates.skip_integrity,
+        hooks: !gates.no_hooks,
     }
 }
 
@@ -60,6 +61,7 @@ pub(super) fn show_event(event: Event<'_>) {
     match event {
         Event::Waiting(holder) => super::waiting(holder),
         Event::Step(message) => ui::say(message),
+        Event::Output(bytes) => ui::raw(bytes),
     }
 }
 

@@ -34,6 +34,12 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         for more in reason {
             ui::data(format!("    {more}").trim_end());
         }
+        for (hook, run) in &entry.hooks {
+            let log = run
+                .log()
+                .map_or_else(String::new, |log| format!(", output in {log}"));
+            ui::data(format!("    hook {hook}: {}{log}", run.describe()));
+        }
     }
     Ok(OK)
 }

@@ -53,6 +53,24 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
             }
         }
     }
+    if let Some(journal) = &status.unfinished {
+        ui::data(format!(
+            "unfinished:       {} {} -> {} started {}: relman stopped before it ended",
+            super::history::action_name(journal.action),
+            journal.from.as_ref().map_or("-", |id| id.as_str()),
+            journal.to,
+            journal
+                .started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ));
+        for (hook, run) in &journal.hooks {
+            ui::data(format!("  hook {hook}: {}", run.describe()));
+        }
+        ui::data(format!(
+            "  `relman activate {}` goes on from it: a hook that succeeded is not run again, one left running is waited for",
+            journal.to
+        ));
+    }
     match &status.last {
         None => ui::data("last:             (no history)"),
         Some(entry) => ui::data(format!(

@@ -33,6 +33,58 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
+/// The hooks that are set, and an activation that ran hooks and never ended.
+fn hooks(
+    root: &DeployRoot,
+    config: &relman_releases::Config,
+    push: &mut dyn FnMut(&'static str, Level, String, Option<String>),
+) {
+    use relman_releases::hooks::{Hook, Journal};
+    let set: Vec<String> = Hook::ALL
+        .iter()
+        .filter(|hook| !hook.command(&config.hooks).is_empty())
+        .map(|hook| format!("{hook} `{}`", hook.command(&config.hooks)))
+        .collect();
+    if set.is_empty() {
+        push("hooks", Level::Ok, "no hooks set".into(), None);
+    } else {
+        push(
+            "hooks",
+            Level::Ok,
+            format!(
+                "{} (timeout {} s each)",
+                set.join(", "),
+                config.hooks.timeout_secs
+            ),
+            None,
+        );
+    }
+    match Journal::unfinished(root) {
+        Ok(Some(journal)) if !root.is_busy() => push(
+            "unfinished activation",
+            Level::Warn,
+            format!(
+                "the activation of {} started {} ran hooks and never ended",
+                journal.to,
+                journal
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            Some(format!(
+                "`relman status` shows what each hook did; `relman activate {}` goes on from it",
+                journal.to
+            )),
+        ),
+        Ok(_) => {}
+        Err(err) => push(
+            "unfinished activation",
+            Level::Fail,
+            err.to_string(),
+            None,
+        ),
+    }
+}
+
 /// PM2's default `kill_timeout`, which is too short for slow requests to finish.
 const PM2_DEFAULT_KILL_TIMEOUT_MS: u64 = 1600;
 /// A kill timeout shorter than this risks cutting in-flight requests.
@@ -105,6 +157,8 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
             None
         }
     };
+
+    hooks(root, &config, &mut push);
 
     let app = &config.pm2.app;
     let pm2 = Pm2::new(&config.pm2.bin);

@@ -17,6 +17,7 @@ mod deploy;
 mod doctor;
 mod driver;
 mod error;
+mod hooks;
 mod host;
 mod outcome;
 pub mod pm2;

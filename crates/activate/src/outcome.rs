@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use relman_releases::ReleaseId;
 use relman_releases::history::{Action, Outcome as Recorded};
+use relman_releases::hooks::{Hook, HookRun};
 use serde::Serialize;
 
 /// How an activation ended.
@@ -68,8 +69,10 @@ pub struct ActivateReport {
     /// Every worker move, the way back included.
     pub workers: Vec<WorkerReport>,
     /// Things the operator should know that did not fail it (a route that already fails on
-    /// the live release, a listen that cannot be seen).
+    /// the live release, a listen that cannot be seen, an `after_live` hook that failed).
     pub warnings: Vec<String>,
+    /// What each hook that is set did.
+    pub hooks: BTreeMap<Hook, HookRun>,
     /// Why the history entries could not be appended, if they could not.
     pub history_error: Option<String>,
 }
@@ -146,6 +149,8 @@ impl Serialize for ActivateReport {
             durations_ms: &'a BTreeMap<String, u64>,
             workers: &'a [WorkerReport],
             warnings: &'a [String],
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            hooks: &'a BTreeMap<Hook, HookRun>,
             history_error: Option<&'a str>,
         }
         Document {
@@ -160,6 +165,7 @@ impl Serialize for ActivateReport {
             durations_ms: &self.durations_ms,
             workers: &self.workers,
             warnings: &self.warnings,
+            hooks: &self.hooks,
             history_error: self.history_error.as_deref(),
         }
         .serialize(serializer)
@@ -179,6 +185,7 @@ mod tests {
             durations_ms: BTreeMap::new(),
             workers: Vec::new(),
             warnings: Vec::new(),
+            hooks: BTreeMap::new(),
             history_error: None,
         }
     }

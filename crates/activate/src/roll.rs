@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use camino::Utf8PathBuf;
 use chrono::Utc;
 use relman_releases::history::{self, Action, HistoryEntry, Outcome as Recorded};
+use relman_releases::hooks::{Hook, HookRun};
 use relman_releases::{Config, DeployRoot, ReleaseId, failpoint, store};
 
 use crate::daemon::{self, PortOwner};
 use crate::driver::Driver;
 use crate::error::{Error, Result};
+use crate::hooks::{Context, Hooks};
 use crate::host::{Clock, Endpoint, Host, Processes, Response};
 use crate::outcome::{ActivateReport, Outcome, WorkerReport};
 use crate::pm2::{ExecMode, Instance, Pm2, Pm2Control, Pm2State};
@@ -37,6 +39,8 @@ pub struct Gates {
     pub probe: bool,
     /// Check the manifest first (`--skip-integrity` turns it off).
     pub integrity: bool,
+    /// Run the `[hooks]` (`--no-hooks` turns them off).
+    pub hooks: bool,
 }
 
 impl Default for Gates {
@@ -45,6 +49,7 @@ impl Default for Gates {
             reload: true,
             probe: true,
             integrity: true,
+            hooks: true,
         }
     }
 }
@@ -65,6 +70,8 @@ pub enum Event<'a> {
     Waiting(&'a str),
     /// A step begins or ends.
     Step(String),
+    /// Output of a hook, as it runs.
+    Output(&'a [u8]),
 }
 
 /// Makes a release live, or goes back.
@@ -174,7 +181,7 @@ pub fn activate(
         Ok::<(), std::convert::Infallible>(())
     });
     interrupted()?;
-    let end = |run: Run<'_>, outcome: Outcome| {
+    let end = |run: Run<'_>, outcome: Outcome, hooks: BTreeMap<Hook, HookRun>| {
         let mut durations = run.durations;
         durations.insert("total".into(), millis(started.elapsed()));
         // How long the slowest proven worker took from its reload (or start) to its proof:
@@ -196,6 +203,7 @@ pub fn activate(
             durations_ms: durations,
             workers: run.workers,
             warnings: run.warnings,
+            hooks,
             history_error: None,
         }
     };
@@ -205,8 +213,50 @@ pub fn activate(
         let preflight = run.step("preflight", |run| run.preflight(&to, &dir, cancel));
         interrupted()?;
         if let Err(reason) = preflight {
-            return Ok(recorded(root, end(run, Outcome::Rejected { reason })));
+            return Ok(recorded(
+                root,
+                end(run, Outcome::Rejected { reason }, BTreeMap::new()),
+            ));
         }
+    }
+
+    let app_dir = run.config.app_in(&release.dir);
+    let (mut hooks, abandoned) = Hooks::begin(
+        root,
+        &config.hooks,
+        action,
+        from.clone(),
+        &to,
+        gates.hooks,
+        &mut |message| (run.events)(Event::Step(message)),
+    )?;
+    for warning in abandoned {
+        run.warn(warning);
+    }
+    let previous = hooks.previous().cloned();
+    let before_flip = run.hook(
+        &mut hooks,
+        Hook::BeforeFlip,
+        &Context {
+            release: &to,
+            previous: previous.as_ref(),
+            action,
+            dir: app_dir.clone(),
+        },
+        cancel,
+    );
+    if cancel.load(Ordering::SeqCst) {
+        // Nothing changed: the next activation runs the hook again, as after any failure.
+        hooks.finish()?;
+        return Err(Error::Interrupted);
+    }
+    if let Err(reason) = before_flip {
+        let runs = hooks.runs().clone();
+        return Ok(finished(
+            root,
+            end(run, Outcome::Rejected { reason }, runs),
+            hooks,
+        ));
     }
 
     failpoint::hit("activate-after-preflight");
@@ -238,31 +288,64 @@ pub fn activate(
 
     failpoint::hit("activate-after-roll");
     let Some(why) = failure else {
-        return Ok(recorded(root, end(run, Outcome::Live)));
+        let after = match action {
+            Action::Rollback => Hook::AfterRollback,
+            Action::Activate | Action::AutoRollback => Hook::AfterLive,
+        };
+        let context = Context {
+            release: &to,
+            previous: previous.as_ref(),
+            action,
+            dir: app_dir,
+        };
+        if let Err(reason) = run.hook(&mut hooks, after, &context, cancel) {
+            run.warn(format!(
+                "{}: {to} is live and proven all the same (a failing {after} hook never undoes a good activation)",
+                first_line(&reason)
+            ));
+        }
+        let runs = hooks.runs().clone();
+        return Ok(finished(root, end(run, Outcome::Live, runs), hooks));
     };
 
     let Some(previous) = from.clone().filter(|p| *p != to) else {
         let reason = format!(
             "{why}; there is no earlier release to go back to, so {to} stays live and unproven: fix it and activate again"
         );
+        let runs = hooks.runs().clone();
         let report = end(
             run,
             Outcome::Stuck {
                 reason,
                 live: to.clone(),
             },
+            runs,
         );
-        return Ok(recorded(root, report));
+        return Ok(finished(root, report, hooks));
     };
     run.say(format!("{why}; rolling back to {previous}"));
     let back = run.step("rollback", |run| {
         way_back(run, roller.as_mut(), &to, &previous, gates.probe)
     });
     let outcome = match back {
-        Ok(()) => Outcome::RolledBack {
-            reason: why,
-            to: previous,
-        },
+        Ok(()) => {
+            let context = Context {
+                release: &previous,
+                previous: Some(&to),
+                action: Action::AutoRollback,
+                dir: run.config.app_in(&root.release_dir(&previous)),
+            };
+            if let Err(reason) = run.hook(&mut hooks, Hook::AfterRollback, &context, cancel) {
+                run.warn(format!(
+                    "{}: {previous} is live and proven all the same",
+                    first_line(&reason)
+                ));
+            }
+            Outcome::RolledBack {
+                reason: why,
+                to: previous,
+            }
+        }
         Err(back_why) => Outcome::Stuck {
             reason: format!(
                 "{why}; the way back to {previous} failed too: {back_why}; check `relman status` and `pm2 ls`"
@@ -270,7 +353,28 @@ pub fn activate(
             live: previous,
         },
     };
-    Ok(recorded(root, end(run, outcome)))
+    let runs = hooks.runs().clone();
+    Ok(finished(root, end(run, outcome, runs), hooks))
+}
+
+/// [`recorded`], then the hooks' journal goes: the history holds what they did. A journal
+/// that cannot be removed is reported the next time, and recognised as recorded.
+fn finished(root: &DeployRoot, report: ActivateReport, hooks: Hooks<'_>) -> ActivateReport {
+    let mut report = recorded(root, report);
+    if report.history_error.is_none()
+        && let Err(err) = hooks.finish()
+    {
+        report.warnings.push(format!(
+            "the record of this activation's hooks could not be removed ({err}); the next command reports it as unfinished"
+        ));
+    }
+    report
+}
+
+/// A hook's failure in one line, for a warning: its output was shown as it ran.
+fn first_line(reason: &str) -> &str {
+    let line = reason.lines().next().unwrap_or(reason);
+    line.strip_suffix("; its last output:").unwrap_or(line)
 }
 
 /// Appends the report's history entries; a failure to do so is carried by the report (the
@@ -326,6 +430,8 @@ fn flip(root: &DeployRoot, id: &ReleaseId) -> Result<()> {
 /// Appends the history entries of a finished activation.
 fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
     failpoint::hit("activate-before-history");
+    // The `after_rollback` of an automatic rollback belongs to its own entry.
+    let automatic = matches!(report.outcome, Outcome::RolledBack { .. });
     history::append(
         root,
         &HistoryEntry {
@@ -336,6 +442,12 @@ fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
             result: report.result(),
             reason: report.reason().map(str::to_owned),
             durations_ms: report.durations_ms.clone(),
+            hooks: report
+                .hooks
+                .iter()
+                .filter(|(hook, _)| !(automatic && **hook == Hook::AfterRollback))
+                .map(|(hook, run)| (*hook, run.clone()))
+                .collect(),
         },
     )?;
     let back = match &report.outcome {
@@ -357,6 +469,12 @@ fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
                     .durations_ms
                     .get("rollback")
                     .map(|ms| BTreeMap::from([("rollback".to_owned(), *ms)]))
+                    .unwrap_or_default(),
+                hooks: report
+                    .hooks
+                    .get(&Hook::AfterRollback)
+                    .filter(|_| automatic)
+                    .map(|run| BTreeMap::from([(Hook::AfterRollback, run.clone())]))
                     .unwrap_or_default(),
             },
         )?;
@@ -424,6 +542,25 @@ impl Run<'_> {
     fn warn(&mut self, message: String) {
         self.say(format!("warning: {message}"));
         self.warnings.push(message);
+    }
+
+    /// Runs one hook, timed as its own step when it is set, its output passed on as it comes.
+    fn hook(
+        &mut self,
+        hooks: &mut Hooks<'_>,
+        hook: Hook,
+        context: &Context<'_>,
+        cancel: &AtomicBool,
+    ) -> Result<(), String> {
+        if !hooks.will_run(hook) {
+            // Records it as skipped when hooks are off.
+            return hooks.run(hook, context, cancel, &mut |_| {});
+        }
+        self.say(format!("running the {hook} hook in `{}`", context.dir));
+        self.step(hook.name(), |run| {
+            let events = &mut run.events;
+            hooks.run(hook, context, cancel, &mut |bytes| events(Event::Output(bytes)))
+        })
     }
 
     fn step<T, E>(

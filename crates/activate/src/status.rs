@@ -1,6 +1,7 @@
 //! `relman status`: what is live, where a rollback would go, and what PM2 runs.
 
 use relman_releases::history::{self, HistoryEntry};
+use relman_releases::hooks::Journal;
 use relman_releases::{DeployRoot, ReleaseId, store};
 use serde::Serialize;
 
@@ -20,6 +21,10 @@ pub struct Status {
     pub pm2: Option<Pm2Status>,
     /// The last history entry.
     pub last: Option<HistoryEntry>,
+    /// An activation that ran hooks and never ended (relman was killed, or stopped on an
+    /// error after a hook ran): what each hook did. The next activation of the same release
+    /// goes on from it.
+    pub unfinished: Option<Journal>,
 }
 
 /// PM2's view of the app.
@@ -97,12 +102,18 @@ pub fn status(root: &DeployRoot) -> Result<Status> {
             },
         }
     });
+    // While a command holds the lock, its journal is that of an activation under way.
+    let unfinished = match Journal::unfinished(root)? {
+        Some(journal) if !root.is_busy() => Some(journal),
+        _ => None,
+    };
     Ok(Status {
         current: overview.current,
         rollback_target: overview.rollback_target,
         excluded,
         pm2,
         last,
+        unfinished,
     })
 }
 

@@ -19,6 +19,7 @@ pub struct Config {
     pub pm2: Pm2Config,
     pub preflight: PreflightConfig,
     pub verify: VerifyConfig,
+    pub hooks: HooksConfig,
     pub retention: RetentionConfig,
 }
 
@@ -260,6 +261,39 @@ impl Default for VerifyConfig {
     }
 }
 
+/// `[hooks]`: commands run around going live, each through `sh -c` in the release's directory.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct HooksConfig {
+    /// After the preflight, before `current` moves (migrations); a failure rejects the release.
+    pub before_flip: String,
+    /// Once the release is live and proven; a failure only warns.
+    pub after_live: String,
+    /// After a rollback (by hand or automatic) proved the release it went back to.
+    pub after_rollback: String,
+    /// How long each hook may run before its process group is killed.
+    pub timeout_secs: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            before_flip: String::new(),
+            after_live: String::new(),
+            after_rollback: String::new(),
+            timeout_secs: 600,
+        }
+    }
+}
+
+impl HooksConfig {
+    /// Whether any hook is set.
+    pub fn any(&self) -> bool {
+        !(self.before_flip.is_empty() && self.after_live.is_empty() && self.after_rollback.is_empty())
+    }
+}
+
 /// `[retention]`: how many sealed releases `prune` keeps.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -367,6 +401,7 @@ impl Config {
             ("build.timeout_secs", self.build.timeout_secs),
             ("pm2.timeout_secs", self.pm2.timeout_secs),
             ("preflight.timeout_secs", self.preflight.timeout_secs),
+            ("hooks.timeout_secs", self.hooks.timeout_secs),
             ("verify.timeout_ms", self.verify.timeout_ms),
             ("verify.attempts", u64::from(self.verify.attempts)),
         ] {
@@ -392,6 +427,12 @@ impl Config {
             (
                 "preflight.timeout_secs",
                 self.preflight.timeout_secs,
+                MAX_TIMEOUT_SECS,
+                " (7 days)",
+            ),
+            (
+                "hooks.timeout_secs",
+                self.hooks.timeout_secs,
                 MAX_TIMEOUT_SECS,
                 " (7 days)",
             ),
@@ -458,6 +499,17 @@ impl Config {
             for route in routes {
                 check_route(route)
                     .map_err(|why| format!("`verify.routes` entry \"{route}\" {why}"))?;
+            }
+        }
+        for (key, command) in [
+            ("hooks.before_flip", &self.hooks.before_flip),
+            ("hooks.after_live", &self.hooks.after_live),
+            ("hooks.after_rollback", &self.hooks.after_rollback),
+        ] {
+            if command.contains('\0') {
+                return Err(format!(
+                    "`{key}` contains a NUL character, which no shell command can hold: remove it"
+                ));
             }
         }
         if self.pm2.bin.is_empty() {
@@ -643,6 +695,13 @@ pub const TEMPLATE: &str = r#"# relman.toml: every key is optional; the values s
 # timeout_ms = 3000
 # routes = []                  # pages checked before the flip and after the roll, e.g. ["/", "/pricing"];
 #                              # absent: a Next.js build's static pages (at most 20)
+
+[hooks]                        # each run with `sh -c` in the release's directory; empty: none
+# before_flip = ""             # after the preflight, before `current` moves, e.g. "npx prisma migrate deploy";
+#                              # failing rejects the release (exit 3) and the old one stays live
+# after_live = ""              # once live and proven, e.g. a chat message; failing only warns
+# after_rollback = ""          # after a rollback (by hand or automatic) proved the release it went back to
+# timeout_secs = 600           # per hook; past it, the hook's whole process group is killed
 
 [retention]
 # keep = 5

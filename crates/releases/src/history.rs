@@ -51,6 +51,9 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
     /// Milliseconds per step.
     pub durations_ms: BTreeMap<String, u64>,
+    /// What each hook that was set did (absent when none was).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hooks: BTreeMap<crate::hooks::Hook, crate::hooks::HookRun>,
 }
 
 /// Appends one entry with a single `write`, fsynced; a torn last line left by a crash is cut
@@ -417,6 +420,7 @@ mod tests {
             result,
             reason: None,
             durations_ms: BTreeMap::new(),
+            hooks: BTreeMap::new(),
         }
     }
 

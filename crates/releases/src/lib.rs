@@ -12,6 +12,7 @@
 //! - [`manifest`]: the SHA-256 manifest and `verify`.
 //! - [`prune()`]: deletes what nothing protects.
 //! - [`history`](mod@history): `history.jsonl`.
+//! - [`hooks`]: what the hooks around going live did, and the journal of a running activation.
 //! - [`fs`]: every filesystem mutation, atomic and durable, and the kernel locks.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ mod error;
 pub mod failpoint;
 pub mod fs;
 pub mod history;
+pub mod hooks;
 mod id;
 pub mod manifest;
 mod parallel;

@@ -143,6 +143,12 @@ impl DeployRoot {
         )
     }
 
+    /// Whether a command holds the root lock now (a read: it takes nothing for longer than
+    /// the asking).
+    pub fn is_busy(&self) -> bool {
+        crate::fs::lock::root_is_locked(&self.path)
+    }
+
     /// The release `current` points to, or `None` before the first activation.
     pub fn current(&self) -> Result<Option<ReleaseId>> {
         let link = self.current_link();

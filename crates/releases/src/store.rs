@@ -358,6 +358,7 @@ mod tests {
             result,
             reason: None,
             durations_ms: std::collections::BTreeMap::new(),
+            hooks: std::collections::BTreeMap::new(),
         }
     }
 

@@ -312,6 +312,38 @@ pub fn group_members(pgid: u32) -> Option<Vec<u32>> {
     Some(pids)
 }
 
+/// The live processes (pid and process group) whose environment, as they started, holds
+/// `name=value`: how the processes a command left behind are found again by a later relman,
+/// whatever their pids and groups became. Processes relman may not read are not seen.
+pub fn marked(name: &str, value: &str) -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if environment_variable(pid, name).as_deref() != Some(value) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some((state, group)) = state_and_group(&stat)
+            && state != 'Z'
+            && state != 'X'
+        {
+            found.push((pid, group));
+        }
+    }
+    found
+}
+
 /// The name of a user id, from `/etc/passwd`.
 pub fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;

@@ -221,6 +221,19 @@ impl BuildLock {
     }
 }
 
+/// Whether a process holds the root lock of `root`, asked with a shared lock that is let go
+/// at once.
+pub(crate) fn root_is_locked(root: &Utf8Path) -> bool {
+    open_directory(root).is_ok_and(|dir| match dir.try_lock_shared() {
+        Ok(()) => {
+            let _ = dir.unlock();
+            false
+        }
+        Err(TryLockError::WouldBlock) => true,
+        Err(TryLockError::Error(_)) => false,
+    })
+}
+
 /// Whether a live process holds the build lock of the release whose marker is `marker`.
 ///
 /// Asked with a shared lock, so that readers never stand in each other's way. The marker
