@@ -24,6 +24,7 @@ use serde_json::Value;
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 mod docs;
+mod hooks;
 
 /// A PM2 daemon of its own (its own `PM2_HOME`), killed on drop.
 struct Pm2 {

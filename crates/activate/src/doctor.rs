@@ -76,12 +76,7 @@ fn hooks(
             )),
         ),
         Ok(_) => {}
-        Err(err) => push(
-            "unfinished activation",
-            Level::Fail,
-            err.to_string(),
-            None,
-        ),
+        Err(err) => push("unfinished activation", Level::Fail, err.to_string(), None),
     }
 }
 

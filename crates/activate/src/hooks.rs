@@ -523,7 +523,10 @@ mod tests {
         let to = id("r2");
         let (mut hooks, _) = Hooks::begin(
             &root,
-            &config("echo \"$RELMAN_HOOK $RELMAN_ACTION $RELMAN_RELEASE [$RELMAN_PREVIOUS]\"", 10),
+            &config(
+                "echo \"$RELMAN_HOOK $RELMAN_ACTION $RELMAN_RELEASE [$RELMAN_PREVIOUS]\"",
+                10,
+            ),
             Action::Activate,
             None,
             &to,
@@ -540,7 +543,10 @@ mod tests {
                 &mut |bytes| seen.extend_from_slice(bytes),
             )
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&seen), "before_flip activate r2 []\n");
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            "before_flip activate r2 []\n"
+        );
         let HookRun::Ok { log, .. } = &hooks.runs()[&Hook::BeforeFlip] else {
             panic!("{:?}", hooks.runs());
         };
@@ -560,7 +566,10 @@ mod tests {
         let to = id("r2");
         let (mut hooks, _) = Hooks::begin(
             &root,
-            &config("echo migrating; echo 'relation already exists' >&2; exit 7", 10),
+            &config(
+                "echo migrating; echo 'relation already exists' >&2; exit 7",
+                10,
+            ),
             Action::Activate,
             None,
             &to,
@@ -576,7 +585,10 @@ mod tests {
                 &mut |_| {},
             )
             .unwrap_err();
-        assert!(err.starts_with("the before_flip hook exited with status 7; its last output"), "{err}");
+        assert!(
+            err.starts_with("the before_flip hook exited with status 7; its last output"),
+            "{err}"
+        );
         assert!(err.ends_with("migrating\nrelation already exists"), "{err}");
     }
 
@@ -587,7 +599,10 @@ mod tests {
         let pid_file = dir.path().join("child.pid");
         let (mut hooks, _) = Hooks::begin(
             &root,
-            &config(&format!("sleep 60 & echo $! > {}; wait", pid_file.display()), 1),
+            &config(
+                &format!("sleep 60 & echo $! > {}; wait", pid_file.display()),
+                1,
+            ),
             Action::Activate,
             None,
             &to,
@@ -606,7 +621,11 @@ mod tests {
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(err.contains("ran past its 1 s timeout"), "{err}");
-        let child: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+        let child: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
         assert!(
             stat.is_empty() || stat.contains(") Z "),
@@ -619,9 +638,16 @@ mod tests {
         let (_dir, root) = root();
         let to = id("r2");
         let config = config("true", 10);
-        let (mut hooks, _) =
-            Hooks::begin(&root, &config, Action::Activate, Some(id("r1")), &to, true, &mut |_| {})
-                .unwrap();
+        let (mut hooks, _) = Hooks::begin(
+            &root,
+            &config,
+            Action::Activate,
+            Some(id("r1")),
+            &to,
+            true,
+            &mut |_| {},
+        )
+        .unwrap();
         hooks
             .run(
                 Hook::BeforeFlip,
@@ -644,13 +670,30 @@ mod tests {
         )
         .unwrap();
         assert!(warnings.is_empty());
-        assert!(matches!(retry.runs()[&Hook::BeforeFlip], HookRun::Earlier { .. }));
-        assert_eq!(retry.previous(), Some(&id("r1")), "the retry's previous is the first try's");
-        assert!(said[0].contains("before_flip already ran successfully"), "{said:?}");
+        assert!(matches!(
+            retry.runs()[&Hook::BeforeFlip],
+            HookRun::Earlier { .. }
+        ));
+        assert_eq!(
+            retry.previous(),
+            Some(&id("r1")),
+            "the retry's previous is the first try's"
+        );
+        assert!(
+            said[0].contains("before_flip already ran successfully"),
+            "{said:?}"
+        );
         drop(retry);
-        let (other, warnings) =
-            Hooks::begin(&root, &config, Action::Activate, Some(to.clone()), &id("r3"), true, &mut |_| {})
-                .unwrap();
+        let (other, warnings) = Hooks::begin(
+            &root,
+            &config,
+            Action::Activate,
+            Some(to.clone()),
+            &id("r3"),
+            true,
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(other.runs().is_empty());
         assert!(warnings[0].contains("activation of r2"), "{warnings:?}");
     }

@@ -559,7 +559,9 @@ impl Run<'_> {
         self.say(format!("running the {hook} hook in `{}`", context.dir));
         self.step(hook.name(), |run| {
             let events = &mut run.events;
-            hooks.run(hook, context, cancel, &mut |bytes| events(Event::Output(bytes)))
+            hooks.run(hook, context, cancel, &mut |bytes| {
+                events(Event::Output(bytes))
+            })
         })
     }
 

@@ -290,7 +290,9 @@ impl Default for HooksConfig {
 impl HooksConfig {
     /// Whether any hook is set.
     pub fn any(&self) -> bool {
-        !(self.before_flip.is_empty() && self.after_live.is_empty() && self.after_rollback.is_empty())
+        !(self.before_flip.is_empty()
+            && self.after_live.is_empty()
+            && self.after_rollback.is_empty())
     }
 }
 

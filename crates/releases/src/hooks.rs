@@ -301,7 +301,11 @@ mod tests {
     #[test]
     fn a_journal_s_directory_sorts_by_time_and_names_the_release() {
         let journal = Journal::new(Action::Activate, None, ReleaseId::parse("r2").unwrap());
-        assert!(journal.dir.starts_with(".relman/hooks/20"), "{}", journal.dir);
+        assert!(
+            journal.dir.starts_with(".relman/hooks/20"),
+            "{}",
+            journal.dir
+        );
         assert!(journal.dir.ends_with("Z-r2"), "{}", journal.dir);
         assert_eq!(
             journal.log(Hook::BeforeFlip),
