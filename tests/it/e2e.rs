@@ -1383,7 +1383,36 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
     let mut env = deploy.env();
     let mut load = None;
     let (mut deploys, mut refused) = (0, 0);
-    for step in &steps {
+    // Section 3: the hooks, set the way it says (its first `[hooks]` block in place of the
+    // section `init` wrote), then its block.
+    let hooks = transcript::block("docs/tutorial.md", "git -C /srv/src/web checkout");
+    let tutorial = std::fs::read_to_string(Path::new(REPO).join("docs/tutorial.md")).unwrap();
+    let (_, rest) = tutorial
+        .split_once("```toml\n[hooks]\n")
+        .expect("the tutorial sets [hooks]");
+    let (keys, _) = rest.split_once("```").unwrap();
+    let mut hooks_set = false;
+    for step in steps.iter().chain(&hooks) {
+        if !hooks_set && hooks.first().is_some_and(|first| std::ptr::eq(first, step)) {
+            let toml = deploy.root.join("relman.toml");
+            let mut keys = keys.to_owned();
+            for (from, to) in &swaps {
+                keys = keys.replace(from, to);
+            }
+            let text: String = std::fs::read_to_string(&toml)
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    if line.starts_with("[hooks]") {
+                        format!("[hooks]\n{keys}")
+                    } else {
+                        format!("{line}\n")
+                    }
+                })
+                .collect();
+            std::fs::write(&toml, text).unwrap();
+            hooks_set = true;
+        }
         if let Some((key, value)) = step
             .command
             .strip_prefix("export ")
@@ -1414,8 +1443,12 @@ fn a_stock_nextjs_app_goes_from_init_to_zero_downtime_deploys_in_three_commands(
             }
         }
     }
-    assert!(deploys >= 2, "the tutorial deploys twice");
+    assert!(hooks_set, "the tutorial's hooks block ran");
+    assert!(deploys >= 3, "the tutorial deploys twice, then with hooks");
     assert!(refused >= 1, "the tutorial shows a release refused");
+    let last = &deploy.history()[0];
+    assert_eq!(last["hooks"]["before_flip"]["result"], "ok", "{last}");
+    assert_eq!(last["hooks"]["after_live"]["result"], "ok", "{last}");
 
     // Skew protection: two releases whose home page is a client component that differs, so
     // each has a chunk of its own; once the second is live, the first one's chunks still load.

@@ -11,7 +11,7 @@
 //! for the same release; one that failed or never finished runs again, as after any failure.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -233,7 +233,11 @@ impl<'r> Hooks<'r> {
                 Err(if tail.is_empty() {
                     format!("the {hook} hook {how} (no output; log `{path}`)")
                 } else {
-                    format!("the {hook} hook {how}; its last output (log `{path}`):\n{tail}")
+                    let tail: Vec<String> = tail.lines().map(|l| format!("    {l}")).collect();
+                    format!(
+                        "the {hook} hook {how} (log `{path}`); its last output:\n{}",
+                        tail.join("\n")
+                    )
                 })
             }
         }
@@ -313,11 +317,8 @@ struct Execution<'a> {
 /// `output`), until it exits, its timeout passes or it is cancelled; whatever it left in its
 /// group is killed. `Err` says how it ended.
 fn execute(run: Execution<'_>) -> Result<(), String> {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run.log)
-        .map_err(|e| format!("could not start: its log `{}` failed to open: {e}", run.log))?;
+    let log = relman_releases::fs::open_append(run.log)
+        .map_err(|e| format!("could not start: its log failed to open: {e}"))?;
     let mut reader = File::open(run.log)
         .map_err(|e| format!("could not start: its log `{}` failed to open: {e}", run.log))?;
     let log_err = log
@@ -586,10 +587,13 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            err.starts_with("the before_flip hook exited with status 7; its last output"),
+            err.starts_with("the before_flip hook exited with status 7 (log `"),
             "{err}"
         );
-        assert!(err.ends_with("migrating\nrelation already exists"), "{err}");
+        assert!(
+            err.ends_with("; its last output:\n    migrating\n    relation already exists"),
+            "{err}"
+        );
     }
 
     #[test]

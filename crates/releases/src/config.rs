@@ -534,6 +534,10 @@ impl Config {
 
     /// The app's directory in `release`: `source.app_dir` below it, or the release itself.
     pub fn app_in(&self, release: &Utf8Path) -> Utf8PathBuf {
+        if self.source.app_dir.is_empty() {
+            // `join("")` would add a trailing `/` to every path shown.
+            return release.to_owned();
+        }
         release.join(&self.source.app_dir)
     }
 

@@ -245,4 +245,20 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
         "cd /srv/web-bad/current && PORT=3199 pm2 start",
     );
     docs.replay("docs/guide.md", "relman --root /srv/web-bad doctor");
+
+    // The reference's hooks: a migration before the flip, a note after it, and a migration
+    // that fails.
+    docs.config(&format!(
+        "{CONFIG}\n[hooks]\nbefore_flip = \"node migrate.js\"\nafter_live = \"echo \\\"$RELMAN_RELEASE is live (was $RELMAN_PREVIOUS)\\\" >> /srv/web/shared/deploys.log\"\n"
+    ));
+    deploy.build("20261129180000", "healthy");
+    docs.replay("docs/reference.md", "relman activate 20261129180000");
+    deploy.assert_live("20261129180000");
+    deploy.build("bad-migration", "migration-fails");
+    docs.replay("docs/reference.md", "relman activate bad-migration");
+    deploy.assert_live("20261129180000");
+    assert_eq!(
+        std::fs::read_to_string(deploy.root.join("shared/deploys.log")).unwrap(),
+        "20261129180000 is live (was 20261129064632)\n"
+    );
 }

@@ -80,7 +80,7 @@ pub(crate) fn create_new_with_mode(path: &Utf8Path, contents: &[u8], mode: u32) 
 }
 
 /// Opens `path` for appending, creating it.
-pub(crate) fn open_append(path: &Utf8Path) -> Result<File> {
+pub fn open_append(path: &Utf8Path) -> Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
