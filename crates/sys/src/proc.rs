@@ -185,18 +185,11 @@ pub fn listeners(port: u16) -> io::Result<Vec<TcpSocket>> {
 /// The processes that hold any of `inodes`, as far as relman can see: processes of other
 /// users are invisible unless relman runs as root.
 pub fn holders(inodes: &HashSet<u64>) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Some(pids) = pids() else {
         return Vec::new();
     };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids {
         if socket_inodes(pid).is_ok_and(|held| !held.is_disjoint(inodes)) {
             found.push(pid);
         }
@@ -287,61 +280,44 @@ pub fn state_and_group(stat: &str) -> Option<(char, u32)> {
 /// The live members of process group `pgid` (zombies do not count: they hold no port and run
 /// no code), or `None` when `/proc` cannot be read.
 pub fn group_members(pgid: u32) -> Option<Vec<u32>> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    let mut pids = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // A process may vanish between listing and reading: it is then not a member.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some((state, group)) = state_and_group(&stat)
-            && group == pgid
-            && state != 'Z'
-            && state != 'X'
-        {
-            pids.push(pid);
-        }
-    }
-    Some(pids)
+    Some(
+        pids()?
+            .filter(|pid| live_group(*pid) == Some(pgid))
+            .collect(),
+    )
 }
 
 /// The live processes (pid and process group) whose environment, as they started, holds
 /// `name=value`: how the processes a command left behind are found again by a later relman,
 /// whatever their pids and groups became. Processes relman may not read are not seen.
 pub fn marked(name: &str, value: &str) -> Vec<(u32, u32)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Some(pids) = pids() else {
         return Vec::new();
     };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
+    pids.filter(|pid| environment_variable(*pid, name).as_deref() == Some(value))
+        .filter_map(|pid| Some((pid, live_group(pid)?)))
+        .collect()
+}
+
+/// Every pid in `/proc`, or `None` when it cannot be read.
+fn pids() -> Option<impl Iterator<Item = u32>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(entries.flatten().filter_map(|entry| {
+        entry
             .file_name()
             .to_str()
             .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if environment_variable(pid, name).as_deref() != Some(value) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some((state, group)) = state_and_group(&stat)
-            && state != 'Z'
-            && state != 'X'
-        {
-            found.push((pid, group));
-        }
+    }))
+}
+
+/// The process group of a live process; `None` for a zombie (it holds no port and runs no
+/// code) or a process that vanished between listing and reading.
+fn live_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    match state_and_group(&stat)? {
+        ('Z' | 'X', _) => None,
+        (_, group) => Some(group),
     }
-    found
 }
 
 /// The name of a user id, from `/etc/passwd`.
