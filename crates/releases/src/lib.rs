@@ -11,6 +11,8 @@
 //! - [`store`]: release states (`sealed`, `failed`, `building`), order, rollback target.
 //! - [`manifest`]: the SHA-256 manifest and `verify`.
 //! - [`prune()`]: deletes what nothing protects.
+//! - [`pack()`] and [`receive()`]: a sealed release as one stream, and back into a release
+//!   sealed on another host.
 //! - [`history`](mod@history): `history.jsonl`.
 //! - [`fs`]: every filesystem mutation, atomic and durable, and the kernel locks.
 #![deny(missing_docs)]
@@ -27,11 +29,13 @@ pub mod history;
 mod id;
 pub mod manifest;
 mod parallel;
+mod platform;
 mod prune;
 mod record;
 mod root;
 mod run;
 mod scaffold;
+mod ship;
 pub mod store;
 
 pub use build::{BuildEvent, BuildReport, BuildRequest, SourceSpec, build};
@@ -45,4 +49,5 @@ pub use root::{DeployRoot, ECOSYSTEM_FILE, InitReport};
 pub use scaffold::{
     ACTIONS_KEY_ENV, AppKind, AppName, AppSpec, Detected, NEXT_SERVER_FILE, PackageManager,
 };
+pub use ship::{PackOutput, PackReport, ReceiveInput, ReceiveReport, pack, receive};
 pub use store::{Release, State};

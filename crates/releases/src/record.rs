@@ -54,6 +54,15 @@ pub struct Seal {
     pub lockfile_hash: Option<String>,
     /// `node --version` at build time.
     pub node_version: Option<String>,
+    /// The build host's platform as Node.js names it (`process.platform`, e.g. `linux`);
+    /// `None` in seals written before relman recorded it. `relman receive` compares it with
+    /// its own host's when `node_modules` holds native code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The build host's architecture as Node.js names it (`process.arch`, e.g. `x64`); `None`
+    /// in older seals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
     /// Whether `node_modules` was copied from an earlier release instead of installed.
     pub reused_node_modules: bool,
     /// The release whose `.next/cache` this build started from, if any.
