@@ -58,6 +58,9 @@ pub fn pack(
     cancel: &AtomicBool,
 ) -> Result<PackReport> {
     root.require_initialised()?;
+    if let PackOutput::File(path) = &output {
+        check_output(root, path)?;
+    }
     let release = crate::store::sealed_release(root, id)?;
     let report = manifest::verify(root, Some(id))?;
     if !report.ok {
@@ -109,7 +112,6 @@ pub fn pack(
             Ok(report_of(id, end, bytes, None))
         }
         PackOutput::File(path) => {
-            check_output(root, path)?;
             let mut file = crate::fs::NewFile::create(path)?;
             let (end, bytes) = packer.write(&head, file.file())?;
             file.commit()?;

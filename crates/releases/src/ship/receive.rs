@@ -427,6 +427,8 @@ impl Receiver<'_> {
         if next(entries)?.is_some() {
             return Err(broken("entries follow its end marker"));
         }
+        // The lists first, which name a file; the counts catch whatever else is off.
+        self.check_lists(&unlisted)?;
         if end != self.end {
             return Err(broken(format!(
                 "its end marker counts {} files, {} links, {} directories and {} bytes, but it held {} files, {} links, {} directories and {} bytes",
@@ -440,7 +442,7 @@ impl Receiver<'_> {
                 self.end.content_bytes
             )));
         }
-        self.check_lists(&unlisted)
+        Ok(())
     }
 
     /// Writes one entry of the tree at `relative`.
