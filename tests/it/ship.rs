@@ -19,8 +19,9 @@ use crate::support::{
     self, Run, Sandbox, read_file, run_command, snapshot_tree, wait_for, write_file,
 };
 
-/// The build command: plain `sh`. Besides `build/BUILD_ID` it writes a `node_modules` (left
-/// out of the manifest, so only the stream's second hash list vouches for it), a read-only
+/// The build command: plain `sh`. Besides `build/BUILD_ID` it writes a `node_modules` with a
+/// `.bin` link (left out of the manifest and its sidecar, so only the stream's own lists vouch
+/// for them), a read-only
 /// file, and, when the source asks: a native addon (`NATIVE`), 4 MB of random bytes (`BIG`),
 /// a symlink to the directory named in `LINK_OUT`, or a failure (`FAIL`).
 const BUILD_SCRIPT: &str = r#"if [ -e FAIL ]; then echo "failing on purpose" >&2; exit 3; fi
@@ -28,6 +29,7 @@ mkdir -p build node_modules/dep/lib
 echo "$RELMAN_RELEASE" > build/BUILD_ID
 echo 'module.exports = 42' > node_modules/dep/index.js
 echo 'exports.x = 1' > node_modules/dep/lib/x.js
+mkdir -p node_modules/.bin && ln -s ../dep/index.js node_modules/.bin/dep
 echo frozen > build/frozen.txt && chmod 0444 build/frozen.txt
 ln -s ../server.js build/entry.js
 if [ -e NATIVE ]; then mkdir -p node_modules/x/build/Release && echo ELF > node_modules/x/build/Release/x.node; fi
@@ -157,11 +159,12 @@ fn header_offset(tar: &[u8], name: &str) -> usize {
     usize::try_from(header).unwrap()
 }
 
-/// The stream rebuilt entry by entry: `edit` may change an entry's data (its header's size
-/// follows), and `insert` adds raw entries just before the one it is asked about.
+/// The stream rebuilt entry by entry: `edit` may change an entry's header and data (the
+/// header's size follows the data), and `insert` adds raw entries just before the one it is
+/// asked about.
 fn rebuild(
     stream: &Path,
-    mut edit: impl FnMut(&str, &mut Vec<u8>),
+    mut edit: impl FnMut(&str, &mut tar::Header, &mut Vec<u8>),
     mut insert: impl FnMut(&str) -> Vec<(tar::Header, Vec<u8>)>,
 ) -> Vec<u8> {
     let tar = tar_of(stream);
@@ -175,8 +178,8 @@ fn rebuild(
         }
         let mut data = Vec::new();
         entry.read_to_end(&mut data).unwrap();
-        edit(&path, &mut data);
         let mut header = entry.header().clone();
+        edit(&path, &mut header, &mut data);
         header.set_size(data.len() as u64);
         header.set_cksum();
         out.append(&header, data.as_slice()).unwrap();
@@ -464,10 +467,43 @@ fn a_tampered_stream_is_refused() {
         &["`node_modules/dep/index.js` does not match its hash in the stream"],
     );
 
+    // A symlink of node_modules pointed elsewhere, and a file's mode changed: the sidecar
+    // leaves node_modules out, the stream's own list does not.
+    let retargeted = rebuild(
+        &stream,
+        |path, header, _| {
+            if path == "tree/node_modules/.bin/dep" {
+                header.set_link_name("/etc/passwd").unwrap();
+            }
+        },
+        |_| vec![],
+    );
+    assert_refused(
+        &to,
+        &retargeted,
+        1,
+        &["symlink `node_modules/.bin/dep` is in neither the release's sidecar nor the list"],
+    );
+    let executable = rebuild(
+        &stream,
+        |path, header, _| {
+            if path == "tree/node_modules/dep/index.js" {
+                header.set_mode(0o755);
+            }
+        },
+        |_| vec![],
+    );
+    assert_refused(
+        &to,
+        &executable,
+        1,
+        &["`node_modules/dep/index.js` does not have the mode listed in the stream"],
+    );
+
     // A file that no list names, and a listed file that never comes.
     let extra = rebuild(
         &stream,
-        |_, _| {},
+        |_, _, _| {},
         |path| {
             if path == "tree/server.js" {
                 vec![(
@@ -542,7 +578,7 @@ fn native_code_built_for_another_arch_is_refused_and_without_it_a_warning() {
     let to = root_with_shared(&config(SHARED), "receiver");
     let foreign = rebuild(
         &stream,
-        |path, data| {
+        |path, _, data| {
             if path == "relman/release.json" {
                 let mut seal: Value = serde_json::from_slice(data).unwrap();
                 seal["arch"] = other_arch.into();
@@ -572,7 +608,7 @@ fn native_code_built_for_another_arch_is_refused_and_without_it_a_warning() {
     let stream = pack(&from, "r2");
     let foreign = rebuild(
         &stream,
-        |path, data| {
+        |path, _, data| {
             if path == "relman/release.json" {
                 let mut seal: Value = serde_json::from_slice(data).unwrap();
                 seal["arch"] = other_arch.into();
@@ -613,7 +649,7 @@ fn an_entry_escaping_the_release_is_refused_and_nothing_is_written_outside() {
         let name = name.to_owned();
         rebuild(
             &stream,
-            |_, _| {},
+            |_, _, _| {},
             move |path| {
                 if path == "tree/server.js" {
                     vec![(raw_header(&name, kind, data.len() as u64), data.clone())]

@@ -14,13 +14,16 @@
 //! 4. `relman/unlisted.sha256`: the SHA-256 of every file the manifest does not vouch for
 //!    (`node_modules` and the other excludes, files the app rewrote at run time), in
 //!    `sha256sum` format, hashed by `pack` as it read them;
-//! 5. `relman/end.json`: how many files, links and directories and how many bytes of content
+//! 5. `relman/unlisted.meta`: in the sidecar's format, the modes of those files and every
+//!    symlink the sidecar does not list (the sidecar leaves out the excludes too: the
+//!    `node_modules/.bin` links);
+//! 6. `relman/end.json`: how many files, links and directories and how many bytes of content
 //!    came before it. A stream cut anywhere, at an entry boundary too, lacks it.
 //!
-//! The receiver hashes every file as it writes it and refuses the release unless each one
-//! matches the manifest or the unlisted list, every listed file arrived, and the symlinks and
-//! modes match the sidecar; it writes nothing outside `releases/ID`, never through a symlink,
-//! and seals only once all of that held.
+//! The receiver hashes every file as it writes it and refuses the release unless each file
+//! and symlink matches the manifest and sidecar or the unlisted lists, everything listed
+//! arrived, and the modes match; it writes nothing outside `releases/ID`, never through a
+//! symlink, and seals only once all of that held.
 
 mod pack;
 mod receive;
@@ -45,6 +48,7 @@ const MANIFEST_ENTRY: &str = "relman/manifest.sha256";
 const META_ENTRY: &str = "relman/manifest.meta";
 const TREE_PREFIX: &str = "tree/";
 const UNLISTED_ENTRY: &str = "relman/unlisted.sha256";
+const UNLISTED_META_ENTRY: &str = "relman/unlisted.meta";
 const END_ENTRY: &str = "relman/end.json";
 
 /// The zstd level `pack` compresses at: zstd's default, fast on both ends.
@@ -133,5 +137,63 @@ impl<W: Write> Write for Counting<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_sees_every_byte_read_and_counting_every_byte_passed() {
+        let data = vec![7u8; 200_000];
+        let mut reader = Hashing::new(Counting::new(data.as_slice()));
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(reader.inner.bytes, 200_000);
+        let (digest, len) = reader.finish();
+        assert_eq!(len, 200_000);
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&data)));
+
+        let mut writer = Counting::new(Vec::new());
+        writer.write_all(&data[..1000]).unwrap();
+        assert_eq!(writer.bytes, 1000);
+    }
+
+    #[test]
+    fn the_end_marker_round_trips_and_a_missing_count_is_malformed() {
+        let end = End {
+            files: 3,
+            links: 1,
+            dirs: 2,
+            content_bytes: 99,
+        };
+        let text = serde_json::to_string(&end).unwrap();
+        assert_eq!(text, r#"{"files":3,"links":1,"dirs":2,"content_bytes":99}"#);
+        assert_eq!(serde_json::from_str::<End>(&text).unwrap(), end);
+        // A marker missing a count is malformed, not zero.
+        assert!(serde_json::from_str::<End>(r#"{"files":3,"links":1,"dirs":2}"#).is_err());
+    }
+
+    #[test]
+    fn excludes_match_whole_components() {
+        let exclude = vec!["node_modules".to_owned(), ".next/cache".to_owned()];
+        assert!(crate::manifest::is_excluded(
+            "node_modules/x/y.js",
+            &exclude
+        ));
+        assert!(crate::manifest::is_excluded(
+            ".next/cache/images/a",
+            &exclude
+        ));
+        assert!(!crate::manifest::is_excluded(
+            "node_modules_old/x",
+            &exclude
+        ));
+        assert!(!crate::manifest::is_excluded(".next/cached", &exclude));
+        assert!(!crate::manifest::is_excluded(
+            "app/node_modules/x",
+            &exclude
+        ));
     }
 }

@@ -12,11 +12,11 @@ use serde::Serialize;
 
 use super::{
     Counting, END_ENTRY, End, FORMAT, FORMAT_ENTRY, Format, Hashing, LEVEL, MANIFEST_ENTRY,
-    META_ENTRY, SEAL_ENTRY, TREE_PREFIX, UNLISTED_ENTRY,
+    META_ENTRY, SEAL_ENTRY, TREE_PREFIX, UNLISTED_ENTRY, UNLISTED_META_ENTRY,
 };
 use crate::error::{Error, IoContext, Result};
 use crate::id::ReleaseId;
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, Manifest, Meta};
 use crate::record::{
     MANIFEST_LIMIT, MANIFEST_META_FILE, META_DIR, RECORD_LIMIT, SEAL_FILE, read_meta_file,
 };
@@ -87,10 +87,21 @@ pub fn pack(
     let manifest_text = manifest::read_manifest(&release.dir)?;
     let manifest = Manifest::parse(&manifest_text, &manifest::manifest_path(&release.dir))?;
     let meta = read(MANIFEST_META_FILE, MANIFEST_LIMIT)?;
+    let sidecar = match &meta {
+        Some(bytes) => Some(Meta::parse(
+            std::str::from_utf8(bytes).map_err(|_| Error::Malformed {
+                path: manifest::meta_path(&release.dir),
+                message: "it is not UTF-8: build a new release".into(),
+            })?,
+            &manifest::meta_path(&release.dir),
+        )?),
+        None => None,
+    };
 
     let packer = Packer {
         dir: &release.dir,
         manifest: &manifest,
+        sidecar: sidecar.as_ref(),
         exclude: &exclude,
         runtime: &runtime,
         cancel,
@@ -173,6 +184,7 @@ struct Head {
 struct Packer<'a> {
     dir: &'a Utf8Path,
     manifest: &'a Manifest,
+    sidecar: Option<&'a Meta>,
     exclude: &'a [String],
     runtime: &'a manifest::RuntimeFiles,
     cancel: &'a AtomicBool,
@@ -193,8 +205,13 @@ impl Packer<'_> {
         if let Some(meta) = &head.meta {
             add_bytes(&mut tar, META_ENTRY, meta)?;
         }
-        let (end, unlisted) = self.tree(&mut tar)?;
+        let (end, unlisted, unlisted_meta) = self.tree(&mut tar)?;
         add_bytes(&mut tar, UNLISTED_ENTRY, unlisted.render().as_bytes())?;
+        add_bytes(
+            &mut tar,
+            UNLISTED_META_ENTRY,
+            unlisted_meta.render().as_bytes(),
+        )?;
         let end_json = serde_json::to_vec(&end).expect("an end marker always serialises");
         add_bytes(&mut tar, END_ENTRY, &end_json)?;
         let encoder = tar.into_inner().map_err(fail)?;
@@ -203,11 +220,13 @@ impl Packer<'_> {
         Ok((end, counting.bytes))
     }
 
-    /// Every entry of the release below it, `.relman/` aside, in order; returns the counts
-    /// and the hashes of the files the manifest does not vouch for.
-    fn tree<W: Write>(&self, tar: &mut tar::Builder<W>) -> Result<(End, Manifest)> {
+    /// Every entry of the release below it, `.relman/` aside, in order; returns the counts,
+    /// the hashes of the files the manifest does not vouch for, and their modes with the
+    /// symlinks the sidecar does not list.
+    fn tree<W: Write>(&self, tar: &mut tar::Builder<W>) -> Result<(End, Manifest, Meta)> {
         let mut end = End::default();
         let mut unlisted = BTreeMap::new();
+        let mut unlisted_meta = Meta::default();
         let walk = walkdir::WalkDir::new(self.dir)
             .follow_links(false)
             .min_depth(1)
@@ -248,6 +267,13 @@ impl Packer<'_> {
                 tar.append_link(&mut header, &name, &target)
                     .map_err(stream_error)?;
                 end.links += 1;
+                let target = crate::fs::utf8(target)?.into_string();
+                if self
+                    .sidecar
+                    .is_none_or(|meta| meta.links.get(&relative) != Some(&target))
+                {
+                    unlisted_meta.links.insert(relative, target);
+                }
             } else if kind.is_file() {
                 let digest = self.add_file(tar, &path, &name, &mut header)?;
                 let len = header.size().unwrap_or(0);
@@ -268,6 +294,9 @@ impl Packer<'_> {
                                 "`{path}` appeared while the release was packed: it is in no manifest; pack again (and find what writes into a sealed release)"
                             )));
                         }
+                        unlisted_meta
+                            .modes
+                            .insert(relative.clone(), meta.mode() & 0o7777);
                         unlisted.insert(relative, digest);
                     }
                 }
@@ -283,6 +312,7 @@ impl Packer<'_> {
                 files: unlisted,
                 bytes: 0,
             },
+            unlisted_meta,
         ))
     }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{
     Counting, END_ENTRY, End, FORMAT, FORMAT_ENTRY, Format, Hashing, MANIFEST_ENTRY, META_ENTRY,
-    SEAL_ENTRY, TREE_PREFIX, UNLISTED_ENTRY,
+    SEAL_ENTRY, TREE_PREFIX, UNLISTED_ENTRY, UNLISTED_META_ENTRY,
 };
 use crate::config::Config;
 use crate::error::{Error, IoContext, Result};
@@ -306,6 +306,7 @@ fn receive_from(
         seen: HashSet::new(),
         files: BTreeMap::new(),
         links: BTreeMap::new(),
+        unlisted_links: BTreeMap::new(),
         dir_modes: Vec::new(),
         end: End::default(),
         native: None,
@@ -387,6 +388,8 @@ struct Receiver<'a> {
     files: BTreeMap<String, ([u8; 32], u32)>,
     /// Symlinks written, and their targets.
     links: BTreeMap<String, String>,
+    /// The symlinks the stream lists apart from the sidecar (below the excludes).
+    unlisted_links: BTreeMap<String, String>,
     /// Directories and the modes they get once everything is written.
     dir_modes: Vec<(String, u32)>,
     end: End,
@@ -421,6 +424,11 @@ impl Receiver<'_> {
             .map_err(|_| broken("its list of unlisted files is not UTF-8"))
             .and_then(|text| Manifest::parse(text, Utf8Path::new(UNLISTED_ENTRY)))
             .map_err(|err| broken(err.to_string()))?;
+        let unlisted_meta = read_own(next(entries)?, UNLISTED_META_ENTRY, MANIFEST_LIMIT)?;
+        let unlisted_meta = std::str::from_utf8(&unlisted_meta)
+            .map_err(|_| broken("its list of unlisted modes and links is not UTF-8"))
+            .and_then(|text| Meta::parse(text, Utf8Path::new(UNLISTED_META_ENTRY)))
+            .map_err(|err| broken(err.to_string()))?;
         let end = read_own(next(entries)?, END_ENTRY, RECORD_LIMIT)?;
         let end: End = serde_json::from_slice(&end)
             .map_err(|err| broken(format!("its end marker is malformed ({err})")))?;
@@ -428,7 +436,8 @@ impl Receiver<'_> {
             return Err(broken("entries follow its end marker"));
         }
         // The lists first, which name a file; the counts catch whatever else is off.
-        self.check_lists(&unlisted)?;
+        self.check_lists(&unlisted, &unlisted_meta)?;
+        self.unlisted_links = unlisted_meta.links;
         if end != self.end {
             return Err(broken(format!(
                 "its end marker counts {} files, {} links, {} directories and {} bytes, but it held {} files, {} links, {} directories and {} bytes",
@@ -570,7 +579,7 @@ impl Receiver<'_> {
 
     /// Every file written is vouched for by one of the stream's lists, and every file they
     /// list arrived.
-    fn check_lists(&self, unlisted: &Manifest) -> Result<()> {
+    fn check_lists(&self, unlisted: &Manifest, unlisted_meta: &Meta) -> Result<()> {
         for (path, digest) in &unlisted.files {
             match self.files.get(path) {
                 Some((written, _)) if written == digest => {}
@@ -599,6 +608,45 @@ impl Receiver<'_> {
             if !self.files.contains_key(path) && !self.runtime.contains(path) {
                 return Err(broken(format!(
                     "`{path}` is in the release's manifest but never came in the stream"
+                )));
+            }
+        }
+        // Modes of the unlisted files, and the symlinks: each one in the sidecar or in the
+        // unlisted list, with its target, and everything listed arrived.
+        for (path, mode) in &unlisted_meta.modes {
+            match self.files.get(path) {
+                Some((_, written)) if written == mode => {}
+                Some(_) => {
+                    return Err(broken(format!(
+                        "`{path}` does not have the mode listed in the stream"
+                    )));
+                }
+                None => {
+                    return Err(broken(format!(
+                        "`{path}` is listed in the stream but never came in it"
+                    )));
+                }
+            }
+        }
+        for path in unlisted.files.keys() {
+            if !unlisted_meta.modes.contains_key(path) {
+                return Err(broken(format!("`{path}` has no mode in the stream's list")));
+            }
+        }
+        let sidecar = self.head.meta.as_ref().map(|(meta, _)| meta);
+        for (path, target) in &self.links {
+            let vouched = sidecar.is_some_and(|meta| meta.links.get(path) == Some(target))
+                || unlisted_meta.links.get(path) == Some(target);
+            if !vouched {
+                return Err(broken(format!(
+                    "symlink `{path}` is in neither the release's sidecar nor the list of unlisted links, with this target"
+                )));
+            }
+        }
+        for path in unlisted_meta.links.keys() {
+            if !self.links.contains_key(path) {
+                return Err(broken(format!(
+                    "symlink `{path}` is listed in the stream but never came in it"
                 )));
             }
         }
@@ -680,7 +728,10 @@ impl Receiver<'_> {
             }
         }
         for path in self.links.keys() {
-            if !meta.links.contains_key(path) && !self.runtime.contains(path) {
+            if !meta.links.contains_key(path)
+                && !self.unlisted_links.contains_key(path)
+                && !self.runtime.contains(path)
+            {
                 differ.push(path);
             }
         }
