@@ -427,6 +427,13 @@ fn a_truncated_stream_is_refused_wherever_it_is_cut() {
     // In the middle of a file's data.
     let cut = data_offset(&tar, "tree/server.js") + 100;
     assert_refused(&to, &compress(&tar[..cut]), 1, &["cut short in transit"]);
+    // Nothing at all: most often a `relman pack` that failed at the other end of the pipe.
+    assert_refused(
+        &to,
+        b"",
+        1,
+        &["it is empty (did `relman pack` fail? see its error)"],
+    );
     // Not a stream at all.
     assert_refused(&to, b"hello", 1, &["stream refused"]);
     assert_refused(&to, &compress(b"hello"), 1, &["stream refused"]);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -24,6 +24,9 @@ use crate::platform::{self, Built, Host};
 use crate::record::{LOG_FILE, MANIFEST_LIMIT, META_DIR, RECORD_LIMIT, Seal};
 use crate::root::DeployRoot;
 use crate::store::{self, State};
+
+/// The buffer the stream is read into, and the one each file is written from.
+const BUFFER: usize = 256 * 1024;
 
 /// Where `receive` reads the stream from.
 pub enum ReceiveInput<'a> {
@@ -249,8 +252,14 @@ fn receive_from(
     cancel: &AtomicBool,
     on_wait: &mut dyn FnMut(&str),
 ) -> Result<ReceiveReport> {
-    let mut counting = Counting::new(input);
-    let decoder = zstd::Decoder::new(&mut counting).map_err(read_error)?;
+    let mut counting = Counting::new(io::BufReader::with_capacity(BUFFER, input));
+    // Nothing at all is most often a `relman pack` that failed at the other end of a pipe.
+    if counting.inner.fill_buf().map_err(read_error)?.is_empty() {
+        return Err(truncated(
+            "it is empty (did `relman pack` fail? see its error)",
+        ));
+    }
+    let decoder = zstd::Decoder::with_buffer(&mut counting).map_err(read_error)?;
     let mut archive = tar::Archive::new(decoder);
     let mut entries = archive.entries().map_err(read_error)?;
     let head = read_head(&mut entries)?;
@@ -311,7 +320,7 @@ fn receive_from(
         end: End::default(),
         native: None,
         warnings: Vec::new(),
-        buffer: vec![0; 256 * 1024],
+        buffer: vec![0; BUFFER],
     };
     let mut result = receiver.tree_and_trailer(&mut entries);
     if result.is_ok() {
