@@ -451,7 +451,7 @@ fn a_truncated_stream_is_refused_wherever_it_is_cut() {
         &to,
         b"",
         1,
-        &["it is empty (did `relman pack` fail? see its error)"],
+        &["it is empty; if `relman pack` ran at the other end of a pipe, see its error"],
     );
     // Not a stream at all.
     assert_refused(&to, b"hello", 1, &["stream refused"]);
@@ -861,4 +861,40 @@ fn a_receive_in_progress_reads_building_and_killed_it_reads_failed() {
     to.relman(&["prune"]).ok();
     receive_bytes(&to, &stream, &[]).ok();
     assert_eq!(states(&to), [("big".to_owned(), "sealed".to_owned())]);
+}
+
+#[test]
+fn neither_end_of_the_stream_is_a_terminal() {
+    // util-linux's `script` gives the command a terminal.
+    let script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !script {
+        support::skipped_note("ship::neither_end_of_the_stream_is_a_terminal: `script` not found");
+        return;
+    }
+    let from = sender("r1", &[]);
+    let relman = support::relman_bin().to_str().unwrap().to_owned();
+    let root = s(&from.root).to_owned();
+    for (command, says) in [
+        (
+            format!("{relman} pack r1 --root {root}"),
+            "error: stdout is a terminal: pipe the stream",
+        ),
+        (
+            format!("{relman} receive --root {root}"),
+            "error: stdin is a terminal: pipe a stream from `relman pack`",
+        ),
+    ] {
+        let out = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("RELMAN_ROOT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{command}: {text}");
+        assert!(text.contains(says), "{command}: {text}");
+    }
 }

@@ -255,8 +255,8 @@ fn receive_from(
     let mut counting = Counting::new(io::BufReader::with_capacity(BUFFER, input));
     // Nothing at all is most often a `relman pack` that failed at the other end of a pipe.
     if counting.inner.fill_buf().map_err(read_error)?.is_empty() {
-        return Err(truncated(
-            "it is empty (did `relman pack` fail? see its error)",
+        return Err(Error::Refused(
+            "stream refused, nothing sealed: it is empty; if `relman pack` ran at the other end of a pipe, see its error".into(),
         ));
     }
     let decoder = zstd::Decoder::with_buffer(&mut counting).map_err(read_error)?;
