@@ -403,6 +403,18 @@ fn receiving_the_same_release_twice_is_a_no_op_and_a_different_one_is_refused() 
     before
         .without(&ignored)
         .assert_same(&snapshot_tree(&other.root).without(&ignored), &run);
+
+    // Something else under that name in `releases/`: refused, left as it is.
+    let odd = root_with_shared(&config(SHARED), "receiver");
+    write_file(&odd.release_dir("r1"), "not a release\n");
+    let run = receive(&odd, &stream, &[]);
+    run.expect_code(1);
+    assert!(
+        run.expect_error_line()
+            .contains("exists and is not a release directory"),
+        "{run}"
+    );
+    assert_eq!(read_file(&odd.release_dir("r1")), "not a release\n");
 }
 
 #[test]

@@ -93,8 +93,26 @@ pub(crate) fn create_file(path: &Utf8Path) -> Result<File> {
         .at("failed to create", path)
 }
 
-/// Sets the permission bits of `path` (a directory relman made; a symlink is not followed by
-/// `chmod` on Linux only for the link itself, so callers pass directories).
+/// Gives a file written through [`create_file`] its permission bits and, if given, its
+/// modification time, through its descriptor.
+pub(crate) fn finish_file(
+    file: &File,
+    path: &Utf8Path,
+    mode: u32,
+    modified: Option<std::time::SystemTime>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .at("failed to chmod", path)?;
+    if let Some(modified) = modified {
+        file.set_modified(modified)
+            .at("failed to set the modification time of", path)?;
+    }
+    Ok(())
+}
+
+/// Sets the permission bits of `path`, a directory relman made (`chmod` follows a symlink:
+/// callers pass only what they created themselves).
 pub(crate) fn set_mode(path: &Utf8Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).at("failed to chmod", path)

@@ -360,6 +360,12 @@ fn receive_from(
 /// A release with this ID exists here: fine (a no-op) only when it is sealed with the same
 /// manifest.
 fn existing(root: &DeployRoot, id: &ReleaseId, manifest_bytes: &[u8]) -> Result<()> {
+    let dir = root.release_dir(id);
+    if !std::fs::symlink_metadata(&dir).is_ok_and(|meta| meta.is_dir()) {
+        return Err(Error::Refused(format!(
+            "`{dir}` exists and is not a release directory: move it out of `releases/`, then receive again"
+        )));
+    }
     let release = store::release(root, id)?;
     match release.state {
         State::Sealed => {
@@ -558,14 +564,9 @@ impl Receiver<'_> {
         if len != size {
             return Err(truncated(format!("it ends inside `{path}`")));
         }
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .at("failed to chmod", path)?;
-        if let Some(mtime) = mtime {
-            // The build's times, so a static file has the same `Last-Modified` on every host.
-            file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
-                .at("failed to set the time of", path)?;
-        }
+        // The build's times, so a static file has the same `Last-Modified` on every host.
+        let modified = mtime.map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        crate::fs::finish_file(&file, path, mode, modified)?;
         Ok(digest)
     }
 
