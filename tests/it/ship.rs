@@ -23,7 +23,8 @@ use crate::support::{
 /// `.bin` link (left out of the manifest and its sidecar, so only the stream's own lists vouch
 /// for them), a read-only
 /// file, and, when the source asks: a native addon (`NATIVE`), 4 MB of random bytes (`BIG`),
-/// a symlink to the directory named in `LINK_OUT`, or a failure (`FAIL`).
+/// a symlink to the directory named in `LINK_OUT`, prerendered pages that a Next.js server
+/// rewrites at run time (`PAGES`), or a failure (`FAIL`).
 const BUILD_SCRIPT: &str = r#"if [ -e FAIL ]; then echo "failing on purpose" >&2; exit 3; fi
 mkdir -p build node_modules/dep/lib
 echo "$RELMAN_RELEASE" > build/BUILD_ID
@@ -34,7 +35,8 @@ echo frozen > build/frozen.txt && chmod 0444 build/frozen.txt
 ln -s ../server.js build/entry.js
 if [ -e NATIVE ]; then mkdir -p node_modules/x/build/Release && echo ELF > node_modules/x/build/Release/x.node; fi
 if [ -e BIG ]; then head -c 4000000 /dev/urandom > build/big.bin; fi
-if [ -e LINK_OUT ]; then ln -s "$(cat LINK_OUT)" build/out; fi"#;
+if [ -e LINK_OUT ]; then ln -s "$(cat LINK_OUT)" build/out; fi
+if [ -e PAGES ]; then mkdir -p .next/server/app && echo built > .next/server/app/index.html && echo built > .next/server/app/gone.html; fi"#;
 
 /// A `relman.toml` with the shell build and `extra` after the `[build]` table.
 fn config(extra: &str) -> String {
@@ -909,4 +911,56 @@ fn neither_end_of_the_stream_is_a_terminal() {
         assert_eq!(out.status.code(), Some(2), "{command}: {text}");
         assert!(text.contains(says), "{command}: {text}");
     }
+}
+
+#[test]
+fn files_the_app_rewrote_at_run_time_travel_as_they_are_now() {
+    let from = sender("r1", &[("PAGES", "")]);
+    let release = from.release_dir("r1");
+    // What a Next.js server does to a live release: regenerates a page, drops one, fills the
+    // route cache. `verify` does not count these; neither do pack and receive.
+    write_file(
+        &release.join(".next/server/app/index.html"),
+        "regenerated\n",
+    );
+    fs::remove_file(release.join(".next/server/app/gone.html")).unwrap();
+    write_file(&release.join(".next/server/route-cache/a.json"), "{}\n");
+    from.relman(&["verify", "r1"]).ok();
+    let stream = pack(&from, "r1");
+    let to = root_with_shared(&config(SHARED), "receiver");
+    receive(&to, &stream, &[]).ok();
+    let got = to.release_dir("r1");
+    assert_eq!(
+        read_file(&got.join(".next/server/app/index.html")),
+        "regenerated\n"
+    );
+    assert!(!got.join(".next/server/app/gone.html").exists());
+    assert_eq!(
+        read_file(&got.join(".next/server/route-cache/a.json")),
+        "{}\n"
+    );
+    let run = to.relman(&["verify", "r1", "--json"]);
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["ok"], true, "{run}");
+    assert_eq!(
+        report["runtime"]["changed"][0], ".next/server/app/index.html",
+        "{run}"
+    );
+    assert_eq!(
+        report["runtime"]["missing"][0], ".next/server/app/gone.html",
+        "{run}"
+    );
+
+    // Outside the run-time class the same change is a tampered stream.
+    let tar = tar_of(&stream);
+    let mut edited = tar.clone();
+    edited[data_offset(&tar, "tree/build/BUILD_ID")] ^= 0x01;
+    let fresh = root_with_shared(&config(SHARED), "receiver");
+    assert_refused(
+        &fresh,
+        &compress(&edited),
+        1,
+        &["`build/BUILD_ID` does not match the release's manifest"],
+    );
 }

@@ -210,3 +210,42 @@ pub(crate) mod timestamp {
             .map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_written_before_platform_and_arch_were_recorded_still_reads() {
+        let old = r#"{
+            "id": "r1",
+            "created_at": "2026-11-27T10:59:29.959261316Z",
+            "sealed_at": "2026-11-27T10:59:31.000000000Z",
+            "source": {"kind": "dir", "path": "/srv/src/web"},
+            "revision": null,
+            "lockfile_hash": null,
+            "node_version": "v20.11.1",
+            "reused_node_modules": false,
+            "durations_ms": {},
+            "files": 3,
+            "bytes": 100
+        }"#;
+        let seal: Seal = serde_json::from_str(old).unwrap();
+        assert_eq!(seal.platform, None);
+        assert_eq!(seal.arch, None);
+        // And a seal without them is written without them, as before.
+        let text = serde_json::to_string(&seal).unwrap();
+        assert!(
+            !text.contains("platform") && !text.contains("arch"),
+            "{text}"
+        );
+        let mut seal = seal;
+        seal.platform = Some("linux".into());
+        seal.arch = Some("x64".into());
+        let text = serde_json::to_string(&seal).unwrap();
+        assert!(
+            text.contains(r#""platform":"linux","arch":"x64""#),
+            "{text}"
+        );
+    }
+}
