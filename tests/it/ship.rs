@@ -19,9 +19,9 @@ use crate::support::{
     self, Run, Sandbox, read_file, run_command, snapshot_tree, wait_for, write_file,
 };
 
-/// The build command: plain `sh`. Besides `build/BUILD_ID` it writes a `node_modules` with a
-/// `.bin` link (left out of the manifest and its sidecar, so only the stream's own lists vouch
-/// for them), a read-only
+/// The build command: plain `sh`. Besides `build/BUILD_ID` it writes a `node_modules` with
+/// `.bin` links (left out of the manifest and its sidecar, so only the stream's own lists vouch
+/// for them), a path and a link target longer than a tar header holds, a read-only
 /// file, and, when the source asks: a native addon (`NATIVE`), 4 MB of random bytes (`BIG`),
 /// a symlink to the directory named in `LINK_OUT`, prerendered pages that a Next.js server
 /// rewrites at run time (`PAGES`), or a failure (`FAIL`).
@@ -31,6 +31,9 @@ echo "$RELMAN_RELEASE" > build/BUILD_ID
 echo 'module.exports = 42' > node_modules/dep/index.js
 echo 'exports.x = 1' > node_modules/dep/lib/x.js
 mkdir -p node_modules/.bin && ln -s ../dep/index.js node_modules/.bin/dep
+deep=node_modules/@scope/a-package-with-a-rather-long-name/dist/esm/internal/utilities/of/many/levels
+mkdir -p $deep && echo 'export default 1' > $deep/index-with-a-long-name-past-tar-s-hundred-bytes.js
+ln -s ../$deep/index-with-a-long-name-past-tar-s-hundred-bytes.js node_modules/.bin/deep
 echo frozen > build/frozen.txt && chmod 0444 build/frozen.txt
 ln -s ../server.js build/entry.js
 if [ -e NATIVE ]; then mkdir -p node_modules/x/build/Release && echo ELF > node_modules/x/build/Release/x.node; fi
@@ -64,7 +67,7 @@ fn root_with_shared(config: &str, label: &str) -> Sandbox {
 }
 
 /// A small app of its own (not the shared fixture, whose files other features add to), so
-/// the counts below stay put: 4 files, and 4 more from the build.
+/// the counts below stay put: 4 files, and 5 more from the build.
 fn source(sb: &Sandbox) -> PathBuf {
     let src = sb.path("src");
     write_file(
@@ -185,8 +188,18 @@ fn header_offset(tar: &[u8], name: &str) -> usize {
 /// asked about.
 fn rebuild(
     stream: &Path,
+    edit: impl FnMut(&str, &mut tar::Header, &mut Vec<u8>),
+    insert: impl FnMut(&str) -> Vec<(tar::Header, Vec<u8>)>,
+) -> Vec<u8> {
+    rewrite(stream, edit, insert, |_| true)
+}
+
+/// [`rebuild`], leaving out the entries `keep` says no to.
+fn rewrite(
+    stream: &Path,
     mut edit: impl FnMut(&str, &mut tar::Header, &mut Vec<u8>),
     mut insert: impl FnMut(&str) -> Vec<(tar::Header, Vec<u8>)>,
+    mut keep: impl FnMut(&str) -> bool,
 ) -> Vec<u8> {
     let tar = tar_of(stream);
     let mut archive = tar::Archive::new(tar.as_slice());
@@ -197,13 +210,27 @@ fn rebuild(
         for (header, data) in insert(&path) {
             out.append(&header, data.as_slice()).unwrap();
         }
+        if !keep(&path) {
+            continue;
+        }
         let mut data = Vec::new();
         entry.read_to_end(&mut data).unwrap();
         let mut header = entry.header().clone();
+        // The header holds at most 100 bytes of a path or a link's target; longer ones came
+        // in tar's GNU extension, and the builder's own calls write them so again.
+        let in_header = |header: &tar::Header| header.link_name().unwrap().map(|l| l.into_owned());
+        let before = in_header(&header);
+        let full_target = entry.link_name().unwrap().map(|t| t.into_owned());
         edit(&path, &mut header, &mut data);
         header.set_size(data.len() as u64);
-        header.set_cksum();
-        out.append(&header, data.as_slice()).unwrap();
+        let after = in_header(&header);
+        let target = if after == before { full_target } else { after };
+        match target {
+            Some(target) => out.append_link(&mut header, &path, target).unwrap(),
+            None => out
+                .append_data(&mut header, &path, data.as_slice())
+                .unwrap(),
+        }
     }
     compress(&out.into_inner().unwrap())
 }
@@ -263,7 +290,7 @@ fn a_packed_release_is_received_sealed_verified_and_linked_to_this_host_s_shared
     --- stdout ---
     r1
     --- stderr ---
-    received and sealed release r1: 8 files, [SIZE]
+    received and sealed release r1: 9 files, [SIZE]
     ");
     assert_eq!(states(&to), [("r1".into(), "sealed".into())]);
     to.relman(&["verify", "r1"]).ok();
@@ -341,7 +368,7 @@ fn pack_to_stdout_pipes_into_receive_and_both_speak_json() {
     assert_eq!(report["id"], "r1", "{run}");
     assert_eq!(report["state"], "sealed", "{run}");
     assert_eq!(report["received"], true, "{run}");
-    assert_eq!(report["files"], 8, "{run}");
+    assert_eq!(report["files"], 9, "{run}");
     assert!(report["bytes"].as_u64().unwrap() > 0, "{run}");
     assert_eq!(report["warnings"], Value::Array(vec![]), "{run}");
 
@@ -350,7 +377,7 @@ fn pack_to_stdout_pipes_into_receive_and_both_speak_json() {
     run.ok();
     let report = run.json();
     assert_eq!(report["id"], "r1", "{run}");
-    assert_eq!(report["files"], 8, "{run}");
+    assert_eq!(report["files"], 9, "{run}");
     assert_eq!(
         report["bytes"].as_u64().unwrap(),
         fs::metadata(&file).unwrap().len(),
@@ -561,21 +588,15 @@ fn a_tampered_stream_is_refused() {
         1,
         &["`added.js` is in neither the manifest nor the list"],
     );
-    let mut removed = tar::Builder::new(Vec::new());
-    let mut archive = tar::Archive::new(tar.as_slice());
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap() == Path::new("tree/node_modules/dep/lib/x.js") {
-            continue;
-        }
-        let header = entry.header().clone();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        removed.append(&header, data.as_slice()).unwrap();
-    }
+    let removed = rewrite(
+        &stream,
+        |_, _, _| {},
+        |_| vec![],
+        |path| path != "tree/node_modules/dep/lib/x.js",
+    );
     assert_refused(
         &to,
-        &compress(&removed.into_inner().unwrap()),
+        &removed,
         1,
         &["`node_modules/dep/lib/x.js` is listed in the stream but never came in it"],
     );
