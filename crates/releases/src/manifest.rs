@@ -841,12 +841,11 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     let sidecar = read_sidecar(&release.dir)?;
     let seal = release.seal.as_ref();
     let (exclude, runtime) = sealed_rules(root, &config, &release.dir, seal)?;
-    let exclude = &exclude;
     // What the build wrote is parsed while the tree is hashed: 20,000 lines of manifest and
     // sidecar took 60 ms on one core, before and after the hashing, the other core idle.
     let (expected, actual) = std::thread::scope(|scope| {
         let expected = scope.spawn(|| parse_expected(&release.dir, &text, sidecar.as_deref()));
-        let actual = compute(&release.dir, exclude);
+        let actual = compute(&release.dir, &exclude);
         (
             expected.join().expect("the manifest parser panicked"),
             actual,
@@ -926,7 +925,7 @@ pub(crate) fn read_manifest(release_dir: &Utf8Path) -> Result<String> {
 }
 
 /// The text of a sealed release's sidecar, if its build wrote one.
-pub(crate) fn read_sidecar(release_dir: &Utf8Path) -> Result<Option<String>> {
+fn read_sidecar(release_dir: &Utf8Path) -> Result<Option<String>> {
     let path = meta_path(release_dir);
     let bytes = read_meta_file(release_dir, MANIFEST_META_FILE, MANIFEST_LIMIT).map_err(|why| {
         why.into_error(
