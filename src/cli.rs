@@ -61,6 +61,10 @@ pub(crate) enum Command {
     Doctor,
     /// Show the activation history, newest first
     History,
+    /// Write a sealed release as one stream (zstd-compressed tar) on stdout or to a file
+    Pack(PackArgs),
+    /// Read a stream from `relman pack` into releases/ID, check every file, and seal it
+    Receive(ReceiveArgs),
     /// Print shell completions on stdout (e.g. `relman completions bash > /etc/bash_completion.d/relman`)
     Completions {
         /// The shell
@@ -160,4 +164,20 @@ pub(crate) struct PruneArgs {
 pub(crate) struct VerifyArgs {
     /// The release to check [default: current]
     pub(crate) id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PackArgs {
+    /// The sealed release to pack
+    pub(crate) id: String,
+    /// Write the stream to this file instead of stdout (it appears only once complete)
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) output: Option<Utf8PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReceiveArgs {
+    /// Read the stream from this file instead of stdin
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) input: Option<Utf8PathBuf>,
 }

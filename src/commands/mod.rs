@@ -9,8 +9,10 @@ mod doctor;
 mod history;
 mod init;
 mod list;
+mod pack;
 mod probe;
 mod prune;
+mod receive;
 mod status;
 mod verify;
 
@@ -38,6 +40,8 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Probe => probe::run(global),
         Command::Doctor => doctor::run(global),
         Command::History => history::run(global),
+        Command::Pack(args) => pack::run(global, args),
+        Command::Receive(args) => receive::run(global, args),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
     }

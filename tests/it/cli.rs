@@ -3387,6 +3387,8 @@ fn what_the_operator_reads_is_stable() {
       probe        Run the HTTP health probe alone
       doctor       Check this host for zero-downtime readiness
       history      Show the activation history, newest first
+      pack         Write a sealed release as one stream (zstd-compressed tar) on stdout or to a file
+      receive      Read a stream from `relman pack` into releases/ID, check every file, and seal it
       completions  Print shell completions on stdout (e.g. `relman completions bash > /etc/bash_completion.d/relman`)
       man          Print the man page (roff) on stdout (e.g. `relman man > /usr/local/share/man/man1/relman.1`)
       help         Print this message or the help of the given subcommand(s)

@@ -9,6 +9,7 @@
 //! - [`activate`]: activate and rollback without PM2 (a test app per release), kills at every
 //!   failpoint;
 //! - [`build_git`], [`build_signals`]: `build --git`, and a build interrupted by signals;
+//! - [`ship`]: `pack` and `receive` between two roots, and the streams they must refuse;
 //! - [`durability`]: the order of fsync and rename, read from `strace`;
 //! - [`e2e`]: real PM2, real Node, real Next.js apps and real load, random kills;
 //! - [`transcript`]: the docs' console transcripts, replayed and held to what they show.
@@ -20,5 +21,6 @@ mod build_signals;
 mod cli;
 mod durability;
 mod e2e;
+mod ship;
 mod support;
 mod transcript;

@@ -125,7 +125,14 @@ pub fn build(
     }
 
     let created_at = Utc::now();
-    let (id, _build_lock) = claim(root, request.id.as_ref(), created_at, cancel, events)?;
+    let (id, _build_lock) = claim(
+        root,
+        "relman build",
+        request.id.as_ref(),
+        created_at,
+        cancel,
+        &mut |holder| events(BuildEvent::Waiting(holder)),
+    )?;
     let dir = root.release_dir(&id);
     events(BuildEvent::Claimed(&id, &dir));
     crate::failpoint::hit("build-after-claim");
@@ -241,7 +248,7 @@ fn resolve_source(
     }
 }
 
-fn check_shared(root: &DeployRoot, config: &Config) -> Result<()> {
+pub(crate) fn check_shared(root: &DeployRoot, config: &Config) -> Result<()> {
     for path in config.shared_paths() {
         let shared = root.shared_dir().join(&path);
         if std::fs::symlink_metadata(&shared).is_err() {
@@ -304,17 +311,18 @@ fn exclude(config: &Config) -> Exclude {
     }
 }
 
-/// Takes the root lock just long enough to pick an ID, create its directory and lock it.
-fn claim(
+/// Takes the root lock just long enough to pick an ID, create its directory and lock it
+/// (`relman build`, and `relman receive` with the ID of the release it receives). The
+/// lock's note names `purpose`; `on_wait` hears who holds it before this process waits.
+pub(crate) fn claim(
     root: &DeployRoot,
+    purpose: &str,
     wanted: Option<&ReleaseId>,
     created_at: chrono::DateTime<Utc>,
     cancel: &AtomicBool,
-    events: &mut dyn FnMut(BuildEvent<'_>),
+    on_wait: &mut dyn FnMut(&str),
 ) -> Result<(ReleaseId, BuildLock)> {
-    let _root_lock = root.lock_or_cancel("relman build", cancel, &mut |holder| {
-        events(BuildEvent::Waiting(holder))
-    })?;
+    let _root_lock = root.lock_or_cancel(purpose, cancel, on_wait)?;
     let candidates: Box<dyn Iterator<Item = ReleaseId>> = match wanted {
         Some(id) => Box::new(std::iter::once(id.clone())),
         None => Box::new(ReleaseId::candidates(created_at).take(1000)),
@@ -395,7 +403,8 @@ impl Builder<'_> {
             .find(|path| path.is_file())
             .map(|path| manifest::hash_hex(&path))
             .transpose()?;
-        let node_version = run::capture("node", &["--version"], None);
+        let host = crate::platform::Host::detect(run::capture("node", &["--version"], None));
+        let node_version = host.node_version.clone();
         let reuse = self.config.build.reuse_node_modules;
         let installs = !self.config.build.install.is_empty();
         let links = installs && reuse.links(running_as_root());
@@ -442,6 +451,8 @@ impl Builder<'_> {
             revision,
             lockfile_hash,
             node_version,
+            platform: Some(host.platform),
+            arch: Some(host.arch),
             reused_node_modules: reused,
             warm_cache_from: warm_cache_from.clone(),
             durations_ms: durations,
@@ -870,17 +881,24 @@ impl Builder<'_> {
     }
 
     fn seal(&mut self, seal: &Seal) -> Result<()> {
-        // Everything the build wrote, the manifest included, reaches the disk before the claim
-        // goes; the claim is gone for good before the seal is written. A crash in between
-        // leaves neither, which reads as failed.
-        crate::fs::sync_filesystem(self.dir)?;
-        let meta = self.dir.join(META_DIR);
-        crate::fs::remove_file(&meta.join(CLAIM_FILE))?;
-        crate::fs::sync_dir(&meta)?;
-        crate::failpoint::hit("build-after-unclaim");
         let text = serde_json::to_vec_pretty(seal).expect("a seal always serialises");
-        crate::fs::atomic_write(&meta.join(SEAL_FILE), &text)
+        seal_release(self.dir, &text)
     }
+}
+
+/// Seals a claimed release whose files and manifest are all written: `text` is its
+/// `release.json`. Shared by `build` and `receive`, so a release reads sealed the same way
+/// whichever made it.
+pub(crate) fn seal_release(dir: &Utf8Path, text: &[u8]) -> Result<()> {
+    // Everything written, the manifest included, reaches the disk before the claim goes; the
+    // claim is gone for good before the seal is written. A crash in between leaves neither,
+    // which reads as failed.
+    crate::fs::sync_filesystem(dir)?;
+    let meta = dir.join(META_DIR);
+    crate::fs::remove_file(&meta.join(CLAIM_FILE))?;
+    crate::fs::sync_dir(&meta)?;
+    crate::failpoint::hit("build-after-unclaim");
+    crate::fs::atomic_write(&meta.join(SEAL_FILE), text)
 }
 
 /// Removes the seal and the manifest of an unsealed release, durably.
@@ -904,7 +922,7 @@ fn remove_seal_files(release: &Utf8Path) -> Result<()> {
 /// Replaces `path` in the release with a relative symlink into `ROOT/shared/`, writing nothing
 /// outside `release`: no symlink is followed, neither to the entry nor through its parents
 /// (which come from the source and could point into the live release, `shared/` or anywhere).
-fn link_shared_path(release: &Utf8Path, path: &Utf8Path) -> Result<()> {
+pub(crate) fn link_shared_path(release: &Utf8Path, path: &Utf8Path) -> Result<()> {
     let parent = path.parent().unwrap_or(Utf8Path::new(""));
     let mut dir = release.to_owned();
     for component in parent.components() {

@@ -103,6 +103,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// `pack` or `receive` refused a release or a stream; nothing was sealed or written.
+    #[error("{0}")]
+    Refused(String),
     /// An external command failed.
     #[error("{0}")]
     Command(String),

@@ -11,6 +11,8 @@
 //! - [`store`]: release states (`sealed`, `failed`, `building`), order, rollback target.
 //! - [`manifest`]: the SHA-256 manifest and `verify`.
 //! - [`prune()`]: deletes what nothing protects.
+//! - [`pack()`] and [`receive()`]: a sealed release as one stream, and back into a release
+//!   sealed on another host.
 //! - [`history`](mod@history): `history.jsonl`.
 //! - [`hooks`]: what the hooks around going live did, and the journal of a running activation.
 //! - [`fs`]: every filesystem mutation, atomic and durable, and the kernel locks.
@@ -29,11 +31,13 @@ pub mod hooks;
 mod id;
 pub mod manifest;
 mod parallel;
+mod platform;
 mod prune;
 mod record;
 mod root;
 mod run;
 mod scaffold;
+mod ship;
 pub mod store;
 
 pub use build::{BuildEvent, BuildReport, BuildRequest, SourceSpec, build};
@@ -47,4 +51,5 @@ pub use root::{DeployRoot, ECOSYSTEM_FILE, InitReport};
 pub use scaffold::{
     ACTIONS_KEY_ENV, AppKind, AppName, AppSpec, Detected, NEXT_SERVER_FILE, PackageManager,
 };
+pub use ship::{PackOutput, PackReport, ReceiveInput, ReceiveReport, pack, receive};
 pub use store::{Release, State};

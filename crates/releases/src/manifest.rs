@@ -840,27 +840,12 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     // A release sealed before the sidecar existed is verified on contents alone.
     let sidecar = read_sidecar(&release.dir)?;
     let seal = release.seal.as_ref();
-    let configured = config.manifest_exclude();
-    let exclude = seal
-        .and_then(|seal| seal.manifest_exclude.as_ref())
-        .unwrap_or(&configured);
-    // Like the excludes, the run-time class the release was sealed with wins over today's
-    // config; seals older than the key fall back to the config.
-    let runtime = match seal.and_then(|seal| seal.manifest_runtime.as_ref()) {
-        Some(entries) => RuntimeFiles::new(entries).map_err(|why| Error::Malformed {
-            path: release.dir.join(META_DIR).join(SEAL_FILE),
-            message: format!("`manifest_runtime` {why}"),
-        })?,
-        None => RuntimeFiles::new(&config.manifest_runtime()).map_err(|why| Error::Config {
-            path: root.path().join(crate::config::CONFIG_FILE),
-            message: format!("`manifest.runtime` {why}"),
-        })?,
-    };
+    let (exclude, runtime) = sealed_rules(root, &config, &release.dir, seal)?;
     // What the build wrote is parsed while the tree is hashed: 20,000 lines of manifest and
     // sidecar took 60 ms on one core, before and after the hashing, the other core idle.
     let (expected, actual) = std::thread::scope(|scope| {
         let expected = scope.spawn(|| parse_expected(&release.dir, &text, sidecar.as_deref()));
-        let actual = compute(&release.dir, exclude);
+        let actual = compute(&release.dir, &exclude);
         (
             expected.join().expect("the manifest parser panicked"),
             actual,
@@ -886,8 +871,41 @@ pub fn verify(root: &DeployRoot, id: Option<&ReleaseId>) -> Result<VerifyReport>
     })
 }
 
+/// What a release's manifest leaves out (`manifest.exclude`) and which of its files the app
+/// rewrites at run time (`manifest.runtime`), as the release was sealed with them: the seal's
+/// wins over today's config, and seals older than the keys fall back to the config.
+pub(crate) fn sealed_rules(
+    root: &DeployRoot,
+    config: &crate::Config,
+    release_dir: &Utf8Path,
+    seal: Option<&crate::Seal>,
+) -> Result<(Vec<String>, RuntimeFiles)> {
+    let exclude = seal
+        .and_then(|seal| seal.manifest_exclude.clone())
+        .unwrap_or_else(|| config.manifest_exclude());
+    let runtime = match seal.and_then(|seal| seal.manifest_runtime.as_ref()) {
+        Some(entries) => RuntimeFiles::new(entries).map_err(|why| Error::Malformed {
+            path: release_dir.join(META_DIR).join(SEAL_FILE),
+            message: format!("`manifest_runtime` {why}"),
+        })?,
+        None => RuntimeFiles::new(&config.manifest_runtime()).map_err(|why| Error::Config {
+            path: root.path().join(crate::config::CONFIG_FILE),
+            message: format!("`manifest.runtime` {why}"),
+        })?,
+    };
+    Ok((exclude, runtime))
+}
+
+/// Whether `path` (relative to the release) is below one of the manifest's excludes,
+/// compared by whole components as the manifest's walk does.
+pub(crate) fn is_excluded(path: &str, exclude: &[String]) -> bool {
+    exclude
+        .iter()
+        .any(|entry| Path::new(path).starts_with(entry))
+}
+
 /// The text of a sealed release's manifest.
-fn read_manifest(release_dir: &Utf8Path) -> Result<String> {
+pub(crate) fn read_manifest(release_dir: &Utf8Path) -> Result<String> {
     let path = manifest_path(release_dir);
     let bytes = read_meta_file(release_dir, MANIFEST_FILE, MANIFEST_LIMIT)
         .map_err(|why| {

@@ -54,6 +54,15 @@ pub struct Seal {
     pub lockfile_hash: Option<String>,
     /// `node --version` at build time.
     pub node_version: Option<String>,
+    /// The build host's platform as Node.js names it (`process.platform`, e.g. `linux`);
+    /// `None` in seals written before relman recorded it. `relman receive` compares it with
+    /// its own host's when `node_modules` holds native code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The build host's architecture as Node.js names it (`process.arch`, e.g. `x64`); `None`
+    /// in older seals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
     /// Whether `node_modules` was copied from an earlier release instead of installed.
     pub reused_node_modules: bool,
     /// The release whose `.next/cache` this build started from, if any.
@@ -199,5 +208,44 @@ pub(crate) mod timestamp {
         DateTime::parse_from_rfc3339(&text)
             .map(|t| t.to_utc())
             .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_written_before_platform_and_arch_were_recorded_still_reads() {
+        let old = r#"{
+            "id": "r1",
+            "created_at": "2026-11-27T10:59:29.959261316Z",
+            "sealed_at": "2026-11-27T10:59:31.000000000Z",
+            "source": {"kind": "dir", "path": "/srv/src/web"},
+            "revision": null,
+            "lockfile_hash": null,
+            "node_version": "v20.11.1",
+            "reused_node_modules": false,
+            "durations_ms": {},
+            "files": 3,
+            "bytes": 100
+        }"#;
+        let seal: Seal = serde_json::from_str(old).unwrap();
+        assert_eq!(seal.platform, None);
+        assert_eq!(seal.arch, None);
+        // And a seal without them is written without them, as before.
+        let text = serde_json::to_string(&seal).unwrap();
+        assert!(
+            !text.contains("platform") && !text.contains("arch"),
+            "{text}"
+        );
+        let mut seal = seal;
+        seal.platform = Some("linux".into());
+        seal.arch = Some("x64".into());
+        let text = serde_json::to_string(&seal).unwrap();
+        assert!(
+            text.contains(r#""platform":"linux","arch":"x64""#),
+            "{text}"
+        );
     }
 }

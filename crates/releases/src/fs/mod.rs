@@ -79,6 +79,86 @@ pub(crate) fn create_new_with_mode(path: &Utf8Path, contents: &[u8], mode: u32) 
         .at("failed to write", path)
 }
 
+/// Creates the regular file `path` for writing, mode 0600 until the caller sets its own; fails
+/// if anything is there, a symlink included (never followed).
+pub(crate) fn create_file(path: &Utf8Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(flag(
+            rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        ))
+        .open(path)
+        .at("failed to create", path)
+}
+
+/// Gives a file written through [`create_file`] its permission bits and, if given, its
+/// modification time, through its descriptor.
+pub(crate) fn finish_file(
+    file: &File,
+    path: &Utf8Path,
+    mode: u32,
+    modified: Option<std::time::SystemTime>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .at("failed to chmod", path)?;
+    if let Some(modified) = modified {
+        file.set_modified(modified)
+            .at("failed to set the modification time of", path)?;
+    }
+    Ok(())
+}
+
+/// Sets the permission bits of `path`, a directory relman made (`chmod` follows a symlink:
+/// callers pass only what they created themselves).
+pub(crate) fn set_mode(path: &Utf8Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).at("failed to chmod", path)
+}
+
+/// A file written in full under a temp name beside `path`, then renamed onto it: `path` is
+/// either as it was or the whole new file, never a part of it. Dropped without
+/// [`NewFile::commit`], the temp file goes.
+pub(crate) struct NewFile {
+    temp: tempfile::NamedTempFile,
+    path: Utf8PathBuf,
+}
+
+impl NewFile {
+    /// Starts a new file for `path`.
+    pub(crate) fn create(path: &Utf8Path) -> Result<NewFile> {
+        let dir = parent(path);
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .at("failed to create a temp file in", dir)?;
+        Ok(NewFile {
+            temp,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The file to write to.
+    pub(crate) fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// Makes it readable like any other file (0644), durable, and puts it at its path.
+    pub(crate) fn commit(self) -> Result<()> {
+        let NewFile { temp, path } = self;
+        temp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .and_then(|()| temp.as_file().sync_all())
+            .at("failed to write", temp.path().to_string_lossy().as_ref())?;
+        temp.persist(&path)
+            .map_err(|err| err.error)
+            .at("failed to rename a temp file onto", &path)?;
+        sync_dir(parent(&path))
+    }
+}
+
 /// Opens `path` for appending, creating it.
 pub fn open_append(path: &Utf8Path) -> Result<File> {
     OpenOptions::new()
