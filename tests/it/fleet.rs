@@ -124,6 +124,7 @@ impl Fleet {
         self.relman_json(host, &["history"]).as_array().unwrap().len()
     }
 
+    /// The end-to-end tests' mix, through nginx: keep-alive, fresh-connection and slow requests.
     fn load(&self) -> Load {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let load = Load::start(LoadConfig {
