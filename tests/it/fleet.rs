@@ -17,7 +17,7 @@
 //!
 //! It needs root (namespaces), and installs what it lacks (`tests/fleet/fleet setup`: apt, pip,
 //! npm). Without root it is skipped loudly, except under `CI=true`, where it fails. It takes
-//! about 6 minutes on two busy shared cores, so `scripts/test` leaves it out
+//! 5 to 6 minutes on two busy shared cores, so `scripts/test` leaves it out
 //! (`RELMAN_FLEET_TEST=skip`, a loud skip) unless run as `RELMAN_FLEET_TEST=run scripts/test`;
 //! `cargo test --test it -- fleet::` runs it.
 #![forbid(unsafe_code)]
