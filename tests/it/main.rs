@@ -12,6 +12,8 @@
 //! - [`ship`]: `pack` and `receive` between two roots, and the streams they must refuse;
 //! - [`durability`]: the order of fsync and rename, read from `strace`;
 //! - [`e2e`]: real PM2, real Node, real Next.js apps and real load, random kills;
+//! - [`fleet`]: the Ansible role of `contrib/ansible/` on three hosts (network namespaces with
+//!   their own sshd and PM2) behind nginx, under load;
 //! - [`transcript`]: the docs' console transcripts, replayed and held to what they show.
 #![forbid(unsafe_code)]
 
@@ -21,6 +23,7 @@ mod build_signals;
 mod cli;
 mod durability;
 mod e2e;
+mod fleet;
 mod ship;
 mod support;
 mod transcript;
