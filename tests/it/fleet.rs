@@ -17,9 +17,7 @@
 //!
 //! It needs root (namespaces), and installs what it lacks (`tests/fleet/fleet setup`: apt, pip,
 //! npm). Without root it is skipped loudly, except under `CI=true`, where it fails. It takes
-//! 5 to 6 minutes on two busy shared cores, so `scripts/test` leaves it out
-//! (`RELMAN_FLEET_TEST=skip`, a loud skip) unless run as `RELMAN_FLEET_TEST=run scripts/test`;
-//! `cargo test --test it -- fleet::` runs it.
+//! 5 to 6 minutes on two busy shared cores; `RELMAN_FLEET_TEST=skip` leaves it out (loudly).
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
@@ -204,11 +202,11 @@ fn assert_no_failure(stats: &Stats, what: &str) {
 }
 
 /// Root, and what `fleet setup` installs; `false` (outside CI only) when the fleet cannot run,
-/// or when `RELMAN_FLEET_TEST=skip` (what `scripts/test` sets unless told otherwise).
+/// or when `RELMAN_FLEET_TEST=skip` asks to leave it out.
 fn prerequisites() -> bool {
     if std::env::var("RELMAN_FLEET_TEST").as_deref() == Ok("skip") {
         support::skipped_note(
-            "fleet test: RELMAN_FLEET_TEST=skip (run it with `cargo test --test it -- fleet::` or `RELMAN_FLEET_TEST=run scripts/test`)",
+            "fleet test: RELMAN_FLEET_TEST=skip (unset it to run the fleet test)",
         );
         return false;
     }
