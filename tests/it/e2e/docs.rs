@@ -186,10 +186,16 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     deploy.assert_live("20261129064632");
 
     // A preflight that takes a while to boot: an activation holds the root lock through it.
-    docs.config(&CONFIG.replace(
-        "command = \"node server.js\"",
-        "command = \"sleep 30 && node server.js\"",
-    ));
+    // Interrupted 10 s in (time enough to reach the preflight on a busy machine), well within
+    // its 60 s.
+    docs.config(
+        &CONFIG
+            .replace(
+                "command = \"node server.js\"",
+                "command = \"sleep 30 && node server.js\"",
+            )
+            .replace("timeout_secs = 5\n", "timeout_secs = 60\n"),
+    );
     deploy.build("20261127105929", "healthy");
     let mut holder = Command::new(env!("CARGO_BIN_EXE_relman"))
         .args(["activate", "20261127105929"])
@@ -217,7 +223,7 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
     );
     docs.replay(
         "docs/reference.md",
-        "timeout --preserve-status -s INT 3 relman activate 20261127105929",
+        "timeout --preserve-status -s INT 10 relman activate 20261127105929",
     );
     docs.config(CONFIG);
     deploy.assert_live("20261129064632");
