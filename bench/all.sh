@@ -5,8 +5,8 @@
 #        bench/all.sh scaling history   only those sections; the others keep their last output
 #        REPORT_ONLY=1 bench/all.sh     reassemble docs/benchmarks.md, rerunning nothing
 #
-# Sections, in document order: store deploy next history scaling prune, and node-modules when
-# bench/node-modules.sh exists. Each script's Markdown goes to bench/results/NAME.md, which is
+# Sections, in document order: store deploy next history scaling prune node-modules ship (each
+# when its script exists). Each script's Markdown goes to bench/results/NAME.md, which is
 # committed: a partial rerun (or a fresh clone) reassembles the whole document from the last
 # output of every section, which .bench/ (gitignored, local) could not give. The document is
 # then bench/text/intro.md, the machine, and for each section bench/text/NAME.md (its heading
@@ -17,7 +17,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-ALL=(store deploy next history scaling prune node-modules)
+ALL=(store deploy next history scaling prune node-modules ship)
 TEXT="$REPO/bench/text"
 DOC=${DOC:-$REPO/docs/benchmarks.md}
 
