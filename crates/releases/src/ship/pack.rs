@@ -198,6 +198,12 @@ impl Packer<'_> {
         let mut counting = Counting::new(out);
         let mut encoder = zstd::Encoder::new(&mut counting, LEVEL).map_err(fail)?;
         encoder.include_checksum(true).map_err(fail)?;
+        // Compression on worker threads, while this one reads and hashes the files: pack is
+        // otherwise single-threaded zstd.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        encoder
+            .multithread(u32::try_from(workers).unwrap_or(1))
+            .map_err(fail)?;
         let mut tar = tar::Builder::new(encoder);
         add_bytes(&mut tar, FORMAT_ENTRY, &head.format)?;
         add_bytes(&mut tar, SEAL_ENTRY, &head.seal)?;
