@@ -6,14 +6,14 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use relman_loadgen::{Load, LoadConfig};
+use relman_loadgen::Load;
 use relman_sys::process::{Signal, signal_group, signal_process};
 use support::snapshot_tree;
 
@@ -375,16 +375,7 @@ fn deploys_under_load_without_a_single_failed_request() {
         .map(|id| snapshot_tree(&deploy.root.join("releases").join(id)))
         .collect();
 
-    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers: 1,
-        slow_ms: 800,
-        max_duration: Duration::from_secs(600),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let load = start_load(deploy.port);
 
     let run = deploy.relman(&["activate", "b", "--json"]);
     let report = run.json(0);
@@ -906,16 +897,7 @@ interval_ms = 300
     );
     deploy.assert_live("a");
 
-    let addr: SocketAddr = format!("127.0.0.1:{}", deploy.port).parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers: 1,
-        slow_ms: 800,
-        max_duration: Duration::from_secs(600),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let load = start_load(deploy.port);
     for id in ["b", "a", "b"] {
         let report = deploy.relman(&["activate", id, "--json"]).json(0);
         assert_eq!(report["result"], "ok", "{report}");
@@ -946,17 +928,7 @@ fn start_plain_load(port: u16) -> Load {
 }
 
 fn start_load_with(port: u16, slow_workers: usize) -> Load {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let load = Load::start(LoadConfig {
-        keepalive_workers: 4,
-        fresh_workers: 2,
-        slow_workers,
-        slow_ms: 800,
-        max_duration: Duration::from_secs(600),
-        ..LoadConfig::new(addr)
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    load
+    support::start_load(port, slow_workers)
 }
 
 /// Replaces the first `from` in the file at `path` by `to`; `from` must be there (a template
@@ -2001,17 +1973,7 @@ enum Killed {
 impl Deploy {
     /// The IDs of sealed releases, and the state of every release, from `list --json`.
     fn states(&self) -> Vec<(String, String)> {
-        let list = self.relman(&["list", "--json"]).json(0);
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["id"].as_str().unwrap().to_owned(),
-                    r["state"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
+        support::release_states(&self.relman(&["list", "--json"]).json(0))
     }
 
     /// The releases the PM2 daemon's children (the app's workers) run in, from `/proc`

@@ -21,12 +21,11 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use relman_loadgen::{Load, LoadConfig, Stats};
+use relman_loadgen::{Load, Stats};
 use serde_json::Value;
 
 use crate::support;
@@ -136,17 +135,7 @@ impl Fleet {
 
     /// The end-to-end tests' mix, through nginx: keep-alive, fresh-connection and slow requests.
     fn load(&self) -> Load {
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        let load = Load::start(LoadConfig {
-            keepalive_workers: 4,
-            fresh_workers: 2,
-            slow_workers: 1,
-            slow_ms: 800,
-            max_duration: Duration::from_secs(600),
-            ..LoadConfig::new(addr)
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        load
+        support::start_load(self.port, 1)
     }
 }
 

@@ -124,17 +124,7 @@ fn receive_bytes(sb: &Sandbox, bytes: &[u8], args: &[&str]) -> Run {
 fn states(sb: &Sandbox) -> Vec<(String, String)> {
     let run = sb.relman(&["list", "--json"]);
     run.ok();
-    run.json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap().to_owned(),
-                r["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    crate::support::release_states(&run.json())
 }
 
 /// The decompressed tar of a stream file.

@@ -706,3 +706,34 @@ pub fn processes_with_arg(needle: &str) -> Vec<u32> {
     }
     found
 }
+
+/// `(id, state)` of every release in a `relman list --json` document, newest first.
+pub fn release_states(list: &serde_json::Value) -> Vec<(String, String)> {
+    list.as_array()
+        .expect("`list --json` is an array")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_owned(),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The load the zero-downtime tests run under, on `127.0.0.1:port`: keep-alive,
+/// fresh-connection and `slow_workers` slow (800 ms) request loops, bounded at 600 s; returned
+/// once it has had half a second to get going.
+pub fn start_load(port: u16, slow_workers: usize) -> relman_loadgen::Load {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let load = relman_loadgen::Load::start(relman_loadgen::LoadConfig {
+        keepalive_workers: 4,
+        fresh_workers: 2,
+        slow_workers,
+        slow_ms: 800,
+        max_duration: Duration::from_secs(600),
+        ..relman_loadgen::LoadConfig::new(addr)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    load
+}
