@@ -43,8 +43,8 @@ pub(crate) enum Command {
     Build(BuildArgs),
     /// List every release, newest first
     List,
-    /// Show current, rollback target, PM2 instances and the last activation
-    Status,
+    /// Show current, rollback target, PM2 instances, health and the last activation
+    Status(StatusArgs),
     /// Make a sealed release live, proving it, rolling back on failure
     Activate(ActivateArgs),
     /// Go back to the rollback target (or --to ID) the same way
@@ -148,6 +148,13 @@ pub(crate) struct GateArgs {
     /// Do not run the [hooks] (before_flip, after_live, after_rollback) this time
     #[arg(long)]
     pub(crate) no_hooks: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Do not ask the app (`verify.url`): health from PM2's view alone
+    #[arg(long)]
+    pub(crate) no_probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -33,7 +33,7 @@ pub(crate) fn run(cli: Cli) -> Result<u8, CliError> {
         Command::List => list::run(global),
         Command::Prune(args) => prune::run(global, args),
         Command::Verify(args) => verify::run(global, args),
-        Command::Status => status::run(global),
+        Command::Status(args) => status::run(global, &args),
         Command::Activate(args) => activate::activate(global, args),
         Command::Rollback(args) => activate::rollback(global, args),
         Command::Deploy(args) => deploy::run(global, args),

@@ -1,12 +1,19 @@
 //! `relman status`.
 
-use crate::cli::GlobalArgs;
+use relman_activate::StatusProbe;
+
+use crate::cli::{GlobalArgs, StatusArgs};
 use crate::error::{CliError, OK};
 use crate::ui;
 
-pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
+pub(crate) fn run(global: &GlobalArgs, args: &StatusArgs) -> Result<u8, CliError> {
     let root = super::open_root(global)?;
-    let status = relman_activate::status(&root)?;
+    let probe = if args.no_probe {
+        StatusProbe::Skip
+    } else {
+        StatusProbe::Once
+    };
+    let status = relman_activate::status(&root, probe)?;
     if global.json {
         ui::json(&status);
         return Ok(OK);
@@ -15,6 +22,13 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
         id.as_ref().map_or("-".to_owned(), ToString::to_string)
     };
     ui::data(format!("current:          {}", show(&status.current)));
+    if let Some(entry) = &status.went_live {
+        ui::data(format!(
+            "live since:       {} ({})",
+            entry.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            super::history::action_name(entry.action),
+        ));
+    }
     ui::data(format!(
         "rollback target:  {}",
         show(&status.rollback_target)
@@ -70,6 +84,13 @@ pub(crate) fn run(global: &GlobalArgs) -> Result<u8, CliError> {
             "  `relman activate {}` goes on from it: a hook that succeeded is not run again, one left running is waited for",
             journal.to
         ));
+    }
+    if let Some(probe) = &status.probe {
+        ui::data(format!("probe:            {}", probe.message));
+    }
+    ui::data(format!("health:           {}", status.health.state()));
+    for problem in status.health.problems() {
+        ui::data(format!("  {problem}"));
     }
     match &status.last {
         None => ui::data("last:             (no history)"),

@@ -3378,7 +3378,7 @@ fn what_the_operator_reads_is_stable() {
       init         Create releases/, shared/, .relman/ and a commented relman.toml (with --app, for that app, and its ecosystem.config.js)
       build        Build a new release in a fresh directory and seal it
       list         List every release, newest first
-      status       Show current, rollback target, PM2 instances and the last activation
+      status       Show current, rollback target, PM2 instances, health and the last activation
       activate     Make a sealed release live, proving it, rolling back on failure
       rollback     Go back to the rollback target (or --to ID) the same way
       deploy       Build a release, activate it, then prune to retention.keep

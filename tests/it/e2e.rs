@@ -19,7 +19,7 @@ use support::snapshot_tree;
 
 use crate::support;
 use crate::transcript;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -450,6 +450,18 @@ fn deploys_under_load_without_a_single_failed_request() {
     let status = deploy.relman(&["status", "--json"]).json(0);
     assert_eq!(status["current"], "c");
     assert_eq!(status["rollback_target"], "b");
+    // What a fleet's table reads: whose status, since when live, and the verdict.
+    assert!(
+        status["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{status}"
+    );
+    assert_eq!(
+        (&status["went_live"]["action"], &status["went_live"]["to"]),
+        (&json!("activate"), &json!("c")),
+        "{status}"
+    );
+    assert_eq!(status["probe"]["ok"], true, "{status}");
+    assert_eq!(status["health"], json!({"state": "healthy"}), "{status}");
     assert_eq!(status["pm2"]["instances"].as_array().unwrap().len(), 2);
     for instance in status["pm2"]["instances"].as_array().unwrap() {
         assert_eq!(instance["status"], "online");
@@ -482,6 +494,38 @@ fn deploys_under_load_without_a_single_failed_request() {
         tree.assert_same(&snapshot_tree(&deploy.root.join("releases").join(id)), id);
         deploy.relman(&["verify", id]).success();
     }
+
+    // A worker stopped behind relman's back: degraded while the other serves; both: down.
+    let status = deploy.relman(&["status", "--json"]).json(0);
+    let second = status["pm2"]["instances"][1]["pm_id"].as_u64().unwrap();
+    assert!(
+        deploy
+            .pm2
+            .cmd(&["stop", &second.to_string()])
+            .status
+            .success()
+    );
+    let status = deploy.relman(&["status", "--json"]).json(0);
+    assert_eq!(
+        status["health"],
+        json!({"state": "degraded", "problems": [format!("worker {second} is stopped")]}),
+        "{status}"
+    );
+    assert!(deploy.pm2.cmd(&["stop", &deploy.app]).status.success());
+    let status = deploy.relman(&["status", "--json"]).json(0);
+    assert_eq!(status["health"]["state"], "down", "{status}");
+    let problems = status["health"]["problems"].to_string();
+    assert!(
+        problems.contains("no worker of") && problems.contains("probe: http://127.0.0.1:"),
+        "{status}"
+    );
+    let text = deploy.relman(&["status", "--no-probe"]);
+    text.success();
+    let stdout = String::from_utf8_lossy(&text.out.stdout);
+    assert!(
+        stdout.contains("\nhealth:           down\n  no worker of ") && !stdout.contains("probe:"),
+        "{stdout}"
+    );
 }
 
 /// The journey of a new user: `init --app`, `deploy` (PM2 has no such app yet: relman starts

@@ -1,8 +1,6 @@
 //! `relman doctor`: is this host ready for zero-downtime deploys? Each check says OK, WARN or
 //! FAIL, and how to fix it.
 
-use std::time::Duration;
-
 use relman_releases::{DeployRoot, store};
 use serde::Serialize;
 
@@ -289,23 +287,7 @@ pub fn doctor(root: &DeployRoot) -> Vec<Check> {
             Some("set `verify.url`, e.g. \"http://127.0.0.1:3000/api/health\"".into()),
         );
     } else {
-        let spec = match &current {
-            Some(id) => crate::roll::probe_spec(&config, id),
-            None => crate::roll::probe_spec(
-                &config,
-                &relman_releases::ReleaseId::parse("none").expect("valid"),
-            ),
-        };
-        let spec = relman_verify::ProbeSpec {
-            attempts: 1,
-            body_contains: if current.is_some() {
-                spec.body_contains.clone()
-            } else {
-                None
-            },
-            timeout: spec.timeout.min(Duration::from_secs(5)),
-            ..spec
-        };
+        let spec = crate::status::one_try_spec(&config, current.as_ref());
         match relman_verify::check_once(&spec) {
             Ok(status) => push(
                 "health",

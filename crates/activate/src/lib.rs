@@ -31,4 +31,6 @@ pub use doctor::{Check, Level, doctor};
 pub use error::{Error, Result};
 pub use outcome::{ActivateReport, Outcome, WorkerReport};
 pub use roll::{Event, Gates, Goal, activate, probe_spec};
-pub use status::{InstanceStatus, Pm2Status, ProbeOutcome, Status, probe, status};
+pub use status::{
+    Health, InstanceStatus, Pm2Status, ProbeOutcome, Status, StatusProbe, assess, probe, status,
+};

@@ -22,6 +22,14 @@ pub fn cwd(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
+/// This machine's host name (`/proc/sys/kernel/hostname`: the UTS namespace's, as `hostname`
+/// prints it), or `None` when it cannot be read.
+pub fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
 /// The state of a TCP socket, as the kernel numbers it in `/proc/net/tcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpState {
