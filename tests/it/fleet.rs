@@ -152,6 +152,23 @@ impl Drop for Fleet {
     }
 }
 
+/// The fleet table the play printed (the `relman | fleet` task's lines).
+fn table(stdout: &str) -> String {
+    let Some(start) = stdout.find("\"msg\": [\n        \"HOST ") else {
+        return String::new();
+    };
+    stdout[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| line.trim() != "]")
+        .map(|line| {
+            let line = line.trim().trim_end_matches(',');
+            serde_json::from_str::<String>(line).unwrap_or_else(|_| line.to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn text(out: &Output) -> String {
     format!(
         "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -254,11 +271,18 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
     let stdout = expect_play(&out, 0);
     assert_no_failure(&stats, "healthy roll");
     assert!(stats.by_release.contains_key("v2"), "{stats:?}");
+    eprintln!("{}", table(&stdout));
     for host in HOSTS {
         fleet.assert_host(host, "v2", "activate");
+        let row = table(&stdout)
+            .lines()
+            .find(|line| line.starts_with(&format!("{host:<12} v1 ")))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "));
+        let row = row.unwrap_or_else(|| panic!("the table shows {host}\n{stdout}"));
         assert!(
-            stdout.contains(&format!("{host:<12} v1")),
-            "the table shows {host}\n{stdout}"
+            row.starts_with(&format!("{host} v1 v2 healthy 2/2 online in v2 moved "))
+                && row.ends_with("(activate)"),
+            "{row}"
         );
     }
 
@@ -307,6 +331,22 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         stdout.contains("the roll of split stopped at web2 (relman activate exit 3"),
         "{stdout}"
     );
+    eprintln!("{}", table(&stdout));
+    for (host, this_run) in [
+        ("web1", "rolled-back"),
+        ("web2", "rejected"),
+        ("web3", "untouched"),
+    ] {
+        assert!(
+            table(&stdout).lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.get(..8)
+                    == Some(&[host, "v2", "v2", "healthy", "2/2", "online", "in", "v2"][..])
+                    && words.get(8) == Some(&this_run)
+            }),
+            "{host} {this_run} in the table\n{stdout}"
+        );
+    }
     fleet.assert_host("web1", "v2", "rollback");
     fleet.assert_host("web2", "v2", "auto-rollback");
     assert_eq!(fleet.history_len("web3"), before, "web3 was activated");
