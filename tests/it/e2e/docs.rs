@@ -45,9 +45,10 @@ struct Docs {
 }
 
 impl Docs {
-    fn swaps(&self) -> [(&'static str, String); 6] {
+    fn swaps(&self) -> [(&'static str, String); 7] {
         [
             ("/srv/web-bad", self.bad_root.display().to_string()),
+            ("/srv/web2", self.second_root().display().to_string()),
             ("3199", self.bad_port.to_string()),
             ("/srv/src/web", self.source.display().to_string()),
             ("/srv/web", self.deploy.root.display().to_string()),
@@ -70,6 +71,11 @@ impl Docs {
             text = text.replace(from, &to);
         }
         std::fs::write(self.deploy.root.join("relman.toml"), text).unwrap();
+    }
+
+    /// The guide's `/srv/web2`: a second deploy root standing in for another host.
+    fn second_root(&self) -> PathBuf {
+        self.deploy.root.parent().unwrap().join("web2")
     }
 
     /// The source's variant (`fixtures/node-app/README.md`).
@@ -267,4 +273,7 @@ fn the_reference_and_guide_transcripts_are_what_relman_prints() {
         std::fs::read_to_string(deploy.root.join("shared/deploys.log")).unwrap(),
         "20261129180000 is live (was 20261129064632)\n"
     );
+
+    // The guide's fleet section: the release shipped to a second root, as to another host.
+    docs.replay("docs/guide.md", "relman init --root /srv/web2");
 }
