@@ -208,6 +208,11 @@ fn activate_flips_and_records_history() {
         ] {
             assert!(entry.get(field).is_some(), "{field} missing in {line}");
         }
+        // Whose line it is, when histories of a fleet are read together.
+        assert!(
+            entry["host"].as_str().is_some_and(|host| !host.is_empty()),
+            "{line}"
+        );
     }
 }
 

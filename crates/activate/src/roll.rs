@@ -432,6 +432,7 @@ fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
     failpoint::hit("activate-before-history");
     // The `after_rollback` of an automatic rollback belongs to its own entry.
     let automatic = matches!(report.outcome, Outcome::RolledBack { .. });
+    let host = relman_sys::proc::hostname();
     history::append(
         root,
         &HistoryEntry {
@@ -448,6 +449,7 @@ fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
                 .filter(|(hook, _)| !(automatic && **hook == Hook::AfterRollback))
                 .map(|(hook, run)| (*hook, run.clone()))
                 .collect(),
+            host: host.clone(),
         },
     )?;
     let back = match &report.outcome {
@@ -476,6 +478,7 @@ fn record(root: &DeployRoot, report: &ActivateReport) -> Result<()> {
                     .filter(|_| automatic)
                     .map(|run| BTreeMap::from([(Hook::AfterRollback, run.clone())]))
                     .unwrap_or_default(),
+                host,
             },
         )?;
     }

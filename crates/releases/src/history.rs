@@ -54,6 +54,10 @@ pub struct HistoryEntry {
     /// What each hook that was set did (absent when none was).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hooks: BTreeMap<crate::hooks::Hook, crate::hooks::HookRun>,
+    /// The host name of the machine that recorded it, so that histories gathered from a fleet
+    /// say whose each line is (absent in entries written before relman recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Appends one entry with a single `write`, fsynced; a torn last line left by a crash is cut
@@ -421,6 +425,7 @@ mod tests {
             reason: None,
             durations_ms: BTreeMap::new(),
             hooks: BTreeMap::new(),
+            host: None,
         }
     }
 

@@ -359,6 +359,7 @@ mod tests {
             reason: None,
             durations_ms: std::collections::BTreeMap::new(),
             hooks: std::collections::BTreeMap::new(),
+            host: None,
         }
     }
 
