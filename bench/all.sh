@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Reruns the benchmarks and writes docs/benchmarks.md from their output.
 #
-# usage: bench/all.sh                   every section, in order (~45 min)
+# usage: bench/all.sh                   every section, in order (~60 min)
 #        bench/all.sh scaling history   only those sections; the others keep their last output
 #        REPORT_ONLY=1 bench/all.sh     reassemble docs/benchmarks.md, rerunning nothing
 #
-# Sections, in document order: store deploy next history scaling prune node-modules ship (each
+# Sections, in document order: store deploy next history scaling prune node-modules ship fleet (each
 # when its script exists). Each script's Markdown goes to bench/results/NAME.md, which is
 # committed: a partial rerun (or a fresh clone) reassembles the whole document from the last
 # output of every section, which .bench/ (gitignored, local) could not give. The document is
@@ -17,7 +17,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-ALL=(store deploy next history scaling prune node-modules ship)
+ALL=(store deploy next history scaling prune node-modules ship fleet)
 TEXT="$REPO/bench/text"
 DOC=${DOC:-$REPO/docs/benchmarks.md}
 
