@@ -63,9 +63,19 @@ impl Fleet {
     }
 
     fn up() -> Fleet {
-        // One fleet per machine (its bridge and addresses are fixed): a second run waits.
-        let lock = std::fs::File::create(std::env::temp_dir().join("relman-fleet.lock")).unwrap();
-        lock.lock().unwrap();
+        // One fleet per machine (its bridge and addresses are fixed): a second run waits, and
+        // says how long, which the times printed below include.
+        let path = std::env::temp_dir().join("relman-fleet.lock");
+        let lock = std::fs::File::create(&path).unwrap();
+        if lock.try_lock().is_err() {
+            let waiting = Instant::now();
+            eprintln!(
+                "fleet: blocking waiting for `{}`: another fleet is up",
+                path.display()
+            );
+            lock.lock().unwrap();
+            eprintln!("fleet: waited {:?} for the lock", waiting.elapsed());
+        }
         let dir = std::env::temp_dir().join(format!("relman-fleet-{}", std::process::id()));
         let mut fleet = Fleet {
             dir,
