@@ -23,7 +23,9 @@
 //!
 //! It needs root (namespaces), and installs what it lacks (`tests/fleet/fleet setup`: apt, pip,
 //! npm). Without root it is skipped loudly, except under `CI=true`, where it fails. It takes
-//! 7 to 8 minutes on two busy shared cores; `RELMAN_FLEET_TEST=skip` leaves it out (loudly).
+//! 5.5 to 7 minutes on two busy shared cores, a minute and a half of it the exit-4 play (relman
+//! waits `pm2.timeout_secs` for the dead daemon); `RELMAN_FLEET_TEST=skip` leaves it out
+//! (loudly).
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
