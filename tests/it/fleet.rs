@@ -13,11 +13,19 @@
 //!   never activated;
 //! - a release that passes on web1 and crashes on web2: web1 rolled back by the role, web2 by
 //!   relman, web3 never activated;
-//! - a tampered stream: refused by `relman receive` on every host, nothing activated.
+//! - a tampered stream: refused by `relman receive` on every host, nothing activated;
+//! - a healthy release two hosts at a time (`relman_serial=2`), onto web1 without relman and
+//!   web2 with another version of it: both get the build host's binary, web3 keeps its own;
+//! - web2's sshd down: the play names it and stops before anything ships, nothing activated;
+//! - a release whose workers kill the PM2 daemon (`kill-pm2`): relman exits 4 on web1, the play
+//!   says a person must look at web1, web2 and web3 are never activated; last, since web1 is
+//!   left without its app. Then no process of the fleet outlives `fleet down`.
 //!
 //! It needs root (namespaces), and installs what it lacks (`tests/fleet/fleet setup`: apt, pip,
 //! npm). Without root it is skipped loudly, except under `CI=true`, where it fails. It takes
-//! 5 to 6 minutes on two busy shared cores; `RELMAN_FLEET_TEST=skip` leaves it out (loudly).
+//! 5.5 to 7 minutes on two busy shared cores, a minute and a half of it the exit-4 play (relman
+//! waits `pm2.timeout_secs` for the dead daemon); `RELMAN_FLEET_TEST=skip` leaves it out
+//! (loudly).
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
@@ -57,9 +65,19 @@ impl Fleet {
     }
 
     fn up() -> Fleet {
-        // One fleet per machine (its bridge and addresses are fixed): a second run waits.
-        let lock = std::fs::File::create(std::env::temp_dir().join("relman-fleet.lock")).unwrap();
-        lock.lock().unwrap();
+        // One fleet per machine (its bridge and addresses are fixed): a second run waits, and
+        // says how long, which the times printed below include.
+        let path = std::env::temp_dir().join("relman-fleet.lock");
+        let lock = std::fs::File::create(&path).unwrap();
+        if lock.try_lock().is_err() {
+            let waiting = Instant::now();
+            eprintln!(
+                "fleet: blocking waiting for `{}`: another fleet is up",
+                path.display()
+            );
+            lock.lock().unwrap();
+            eprintln!("fleet: waited {:?} for the lock", waiting.elapsed());
+        }
         let dir = std::env::temp_dir().join(format!("relman-fleet-{}", std::process::id()));
         let mut fleet = Fleet {
             dir,
@@ -124,6 +142,17 @@ impl Fleet {
             assert_eq!(worker["release"], id, "{host}: {worker}");
         }
         status
+    }
+
+    /// `fleet stop-ssh HOST` or `fleet start-ssh HOST`.
+    fn ssh(&self, verb: &str, host: &str) {
+        let out = self.command(&[verb, host]).output().unwrap();
+        assert!(out.status.success(), "fleet {verb} {host}\n{}", text(&out));
+    }
+
+    /// The length of every host's history, in `HOSTS` order.
+    fn history_lens(&self) -> Vec<usize> {
+        HOSTS.iter().map(|host| self.history_len(host)).collect()
     }
 
     fn history_len(&self, host: &str) -> usize {
@@ -409,5 +438,187 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
             "{host} sealed the tampered release: {releases:#}"
         );
     }
+
+    // relman on the hosts: web1 lost its binary, web2 has another version (a script that only
+    // says so). The role puts the build host's binary on both and leaves web3's alone, and
+    // rolls two hosts at a time: web1 and web2 together, then web3.
+    let build_bin = std::fs::read(env!("CARGO_BIN_EXE_relman")).unwrap();
+    let bin = |host: &str| fleet.dir.join(host).join("bin/relman");
+    std::fs::remove_file(bin("web1")).unwrap();
+    std::fs::write(bin("web2"), "#!/bin/sh\necho 'relman 0.0.1'\n").unwrap();
+    let web3_modified = std::fs::metadata(bin("web3")).unwrap().modified().unwrap();
+    let source = fleet.source("v3", "healthy");
+    let load = fleet.load();
+    let out = fleet.play(&[
+        "-e",
+        &format!("relman_build_source={source}"),
+        "-e",
+        "relman_build_id=v3",
+        "-e",
+        "relman_serial=2",
+    ]);
+    let stats = load.stop();
+    let stdout = expect_play(&out, 0);
+    assert_no_failure(&stats, "upgrade of relman, two hosts at a time");
+    assert!(stats.by_release.contains_key("v3"), "{stats:?}");
+    assert_eq!(
+        stdout
+            .matches("PLAY [relman | activate host by host]")
+            .count(),
+        2,
+        "two batches: web1 and web2, then web3\n{stdout}"
+    );
+    let version = Command::new(env!("CARGO_BIN_EXE_relman"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    for host in HOSTS {
+        assert!(
+            std::fs::read(bin(host)).unwrap() == build_bin,
+            "{host}'s relman is not the build host's"
+        );
+        let out = fleet
+            .command(&["relman", host, "--version"])
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, version.stdout, "{host}\n{}", text(&out));
+        fleet.assert_host(host, "v3", "activate");
+        assert!(
+            stdout.contains(&format!("{host:<12} v2")),
+            "the table shows {host}\n{stdout}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(bin("web3")).unwrap().modified().unwrap(),
+        web3_modified,
+        "web3 had the right relman, yet it was copied again"
+    );
+
+    // web2 does not answer SSH when the play starts: the play stops before anything ships,
+    // names it, and no host is activated.
+    let before = fleet.history_lens();
+    fleet.ssh("stop-ssh", "web2");
+    let source = fleet.source("v4", "healthy");
+    let load = fleet.load();
+    let out = fleet.play(&[
+        "-e",
+        &format!("relman_build_source={source}"),
+        "-e",
+        "relman_build_id=v4",
+    ]);
+    let stats = load.stop();
+    fleet.ssh("start-ssh", "web2");
+    // 4 is ansible-playbook's own code for an unreachable host.
+    let stdout = expect_play(&out, 4);
+    assert_no_failure(&stats, "web2 unreachable");
+    assert!(!stats.by_release.contains_key("v4"), "{stats:?}");
+    assert!(stdout.contains("fatal: [web2]: UNREACHABLE!"), "{stdout}");
+    assert!(
+        !stdout.contains("TASK [relman : relman | activate v4"),
+        "a host was activated\n{stdout}"
+    );
+    for ((host, len), now) in HOSTS.iter().zip(&before).zip(fleet.history_lens()) {
+        assert_eq!(now, *len, "{host} was activated");
+        fleet.assert_host(host, "v3", "activate");
+    }
+
+    // Last, as it leaves web1 without its app: a release whose workers kill the PM2 daemon,
+    // their cluster primary, as they boot. The old workers go with it; the reload never gets
+    // its answer (relman waits `pm2.timeout_secs`, 60 s), and the way back finds a fresh,
+    // empty daemon, so relman exits 4 on web1. The play stops there and touches nothing else;
+    // nginx sends web1's requests to web2 and web3 (a refused connection or a reset before the
+    // answer is retried on the next host), so the load sees no failure.
+    let before = fleet.history_lens();
+    let source = fleet.source("stuck", "kill-pm2");
+    let load = fleet.load();
+    let out = fleet.play(&[
+        "-e",
+        &format!("relman_build_source={source}"),
+        "-e",
+        "relman_build_id=stuck",
+    ]);
+    let stats = load.stop();
+    let stdout = expect_play(&out, 2);
+    assert_no_failure(&stats, "release killing PM2 at web1");
+    assert!(!stats.by_release.contains_key("stuck"), "{stats:?}");
+    assert!(
+        stdout.contains("relman activate exited 4 (stuck)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("a person must look at web1 ("), "{stdout}");
+    let history = fleet.relman_json("web1", &["history"]);
+    let entry = |e: &Value| (e["action"].clone(), e["to"].clone(), e["result"].clone());
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        before[0] + 2,
+        "{history:#}"
+    );
+    assert_eq!(
+        (entry(&history[1]), entry(&history[0])),
+        (
+            ("activate".into(), "stuck".into(), "failed".into()),
+            ("auto-rollback".into(), "v3".into(), "failed".into())
+        ),
+        "web1 went to stuck and could not come back: {history:#}"
+    );
+    let status = fleet.relman_json("web1", &["status"]);
+    assert_eq!(status["current"], "v3", "{status:#}");
+    assert_eq!(
+        status["pm2"]["instances"],
+        Value::Array(vec![]),
+        "{status:#}"
+    );
+    for (host, len) in HOSTS.iter().zip(&before).skip(1) {
+        assert_eq!(fleet.history_len(host), *len, "{host} was activated");
+        fleet.assert_host(host, "v3", "activate");
+    }
+
+    // `fleet down` stops everything, web1's fresh PM2 daemon and relman's PM2 session there
+    // included (its reload's answer never comes, so it never ends by itself).
+    let dir = fleet.dir.clone();
+    drop(fleet);
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = strays(&dir);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of the fleet outlived `fleet down`:\n{}",
+            left.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     eprintln!("fleet test: {:?}", started.elapsed());
+}
+
+/// The processes whose command line or environment names `dir` (a PM2 daemon and its
+/// workers, relman's PM2 session, an sshd), as `pid command`.
+fn strays(dir: &Path) -> Vec<String> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let read = |what: &str| std::fs::read(entry.path().join(what)).unwrap_or_default();
+        let cmdline = read("cmdline");
+        let mentions = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        if mentions(&cmdline) || mentions(&read("environ")) {
+            let command = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push(format!(
+                "{pid} {}",
+                command.chars().take(160).collect::<String>()
+            ));
+        }
+    }
+    found
 }
