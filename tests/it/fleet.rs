@@ -16,6 +16,8 @@
 //! - a tampered stream: refused by `relman receive` on every host, nothing activated;
 //! - a healthy release two hosts at a time (`relman_serial=2`), onto web1 without relman and
 //!   web2 with another version of it: both get the build host's binary, web3 keeps its own;
+//!   each host leaves nginx's upstream for its activation and comes back (the role's
+//!   load-balancer hooks, with `contrib/ansible/examples/nginx-{out,in}.yml`);
 //! - web2's sshd down: the play names it and stops before anything ships, nothing activated;
 //! - a release whose workers kill the PM2 daemon (`kill-pm2`): relman exits 4 on web1, the play
 //!   says a person must look at web1, web2 and web3 are never activated; last, since web1 is
@@ -179,6 +181,17 @@ impl Drop for Fleet {
             Err(err) => eprintln!("fleet down: {err}"),
         }
     }
+}
+
+/// Whether a task whose name contains `phrase` reported `result` (e.g. `changed: [web1]`).
+/// With `serial` over 1 the task's header names only the batch's first host, so the phrase
+/// leaves the host out and the result line names it.
+fn task_reported(stdout: &str, phrase: &str, result: &str) -> bool {
+    stdout.split("\nTASK [").skip(1).any(|block| {
+        let mut lines = block.lines();
+        lines.next().is_some_and(|header| header.contains(phrase))
+            && lines.any(|line| line.trim_start().starts_with(result))
+    })
 }
 
 /// The fleet table the play printed (the `relman | fleet` task's lines).
@@ -441,12 +454,26 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
 
     // relman on the hosts: web1 lost its binary, web2 has another version (a script that only
     // says so). The role puts the build host's binary on both and leaves web3's alone, and
-    // rolls two hosts at a time: web1 and web2 together, then web3.
+    // rolls two hosts at a time: web1 and web2 together, then web3. Each host leaves nginx
+    // while it rolls and comes back after: the role's load-balancer hooks, with the example
+    // task files of contrib/ansible/examples/ (a `down` on the host's upstream line, a reload).
     let build_bin = std::fs::read(env!("CARGO_BIN_EXE_relman")).unwrap();
     let bin = |host: &str| fleet.dir.join(host).join("bin/relman");
     std::fs::remove_file(bin("web1")).unwrap();
     std::fs::write(bin("web2"), "#!/bin/sh\necho 'relman 0.0.1'\n").unwrap();
     let web3_modified = std::fs::metadata(bin("web3")).unwrap().modified().unwrap();
+    let nginx = fleet.dir.join("nginx");
+    let nginx_conf = std::fs::read_to_string(nginx.join("nginx.conf")).unwrap();
+    let examples = Path::new(REPO).join("contrib/ansible/examples");
+    let lb = serde_json::json!({
+        "relman_lb_out_tasks": examples.join("nginx-out.yml"),
+        "relman_lb_in_tasks": examples.join("nginx-in.yml"),
+        "relman_nginx_conf": nginx.join("nginx.conf"),
+        "relman_nginx_reload": [
+            "nginx", "-e", nginx.join("error.log"), "-c", nginx.join("nginx.conf"),
+            "-p", &nginx, "-s", "reload",
+        ],
+    });
     let source = fleet.source("v3", "healthy");
     let load = fleet.load();
     let out = fleet.play(&[
@@ -456,6 +483,8 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         "relman_build_id=v3",
         "-e",
         "relman_serial=2",
+        "-e",
+        &lb.to_string(),
     ]);
     let stats = load.stop();
     let stdout = expect_play(&out, 0);
@@ -492,6 +521,25 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         std::fs::metadata(bin("web3")).unwrap().modified().unwrap(),
         web3_modified,
         "web3 had the right relman, yet it was copied again"
+    );
+    for host in HOSTS {
+        for phrase in [
+            "out of the upstream",
+            "reload without",
+            "back into the upstream",
+            "reload with ",
+        ] {
+            let result = format!("changed: [{host} -> localhost]");
+            assert!(
+                task_reported(&stdout, phrase, &result),
+                "{phrase}: {result}\n{stdout}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(nginx.join("nginx.conf")).unwrap(),
+        nginx_conf,
+        "every host is back in nginx's upstream"
     );
 
     // web2 does not answer SSH when the play starts: the play stops before anything ships,

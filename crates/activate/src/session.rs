@@ -21,6 +21,9 @@ use crate::pm2::{Instance, Pm2, parse_processes};
 
 const SCRIPT: &str = include_str!("session.js");
 
+/// How often a wait for a reply checks that the daemon still runs.
+const PEER_CHECK: Duration = Duration::from_millis(250);
+
 /// What relman asks the session.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -63,14 +66,23 @@ pub(crate) trait Transport {
     fn send(&mut self, line: &str) -> std::io::Result<()>;
     /// The next line, waiting at most `timeout`.
     fn receive(&mut self, timeout: Duration) -> Result<String, RecvTimeoutError>;
+    /// Why no reply can come any more (the daemon at the other end died), if so; asked while
+    /// a reply is awaited.
+    fn peer_gone(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The helper process and its pipes.
 struct Helper {
     requests: std::io::PipeWriter,
     replies: Receiver<String>,
-    // Dropping the handle kills and reaps the helper.
-    _process: Arc<duct::ReaderHandle>,
+    /// Shared with the thread that reads its stdout, so it is killed explicitly on drop: the
+    /// reader thread, blocked in `read`, keeps its handle alive otherwise (and the helper, still
+    /// waiting for a dead daemon, would outlive relman).
+    process: Arc<duct::ReaderHandle>,
+    /// The PM2 daemon it talks to, when its `pm2.pid` named a running process at the start.
+    daemon: Option<u32>,
 }
 
 impl Transport for Helper {
@@ -81,6 +93,20 @@ impl Transport for Helper {
 
     fn receive(&mut self, timeout: Duration) -> Result<String, RecvTimeoutError> {
         self.replies.recv_timeout(timeout)
+    }
+
+    fn peer_gone(&self) -> Option<String> {
+        let pid = self.daemon?;
+        relman_sys::proc::info(pid)
+            .is_none()
+            .then(|| format!("the PM2 daemon (pid {pid}) died while relman waited for its answer"))
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // Kills and reaps the helper (its stdout closes, so the reader thread ends too).
+        let _ = self.process.kill();
     }
 }
 
@@ -135,7 +161,8 @@ impl Session {
         let helper = Helper {
             requests,
             replies,
-            _process: process,
+            process,
+            daemon: Pm2::daemon_pid(),
         };
         Session::over(Box::new(helper), timeout)
     }
@@ -170,8 +197,16 @@ impl Session {
                 return Err(Error::Pm2("the PM2 session has ended".into()));
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = match transport.receive(left) {
+            // In slices, so that a daemon that died is noticed at once, not at the deadline.
+            let line = match transport.receive(left.min(PEER_CHECK)) {
                 Ok(line) => line,
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(why) = transport.peer_gone() {
+                        self.transport = None;
+                        return Err(Error::Pm2(format!("{why}; the session to it is closed")));
+                    }
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.transport = None;
                     return Err(Error::Pm2(format!(
@@ -273,6 +308,7 @@ mod tests {
     struct Scripted {
         sent: Arc<Mutex<Vec<String>>>,
         replies: VecDeque<String>,
+        gone: bool,
     }
 
     impl Transport for Scripted {
@@ -281,8 +317,15 @@ mod tests {
             Ok(())
         }
 
-        fn receive(&mut self, _timeout: Duration) -> Result<String, RecvTimeoutError> {
-            self.replies.pop_front().ok_or(RecvTimeoutError::Timeout)
+        fn receive(&mut self, timeout: Duration) -> Result<String, RecvTimeoutError> {
+            self.replies.pop_front().ok_or_else(|| {
+                std::thread::sleep(timeout);
+                RecvTimeoutError::Timeout
+            })
+        }
+
+        fn peer_gone(&self) -> Option<String> {
+            self.gone.then(|| "the PM2 daemon (pid 42) died".to_owned())
         }
     }
 
@@ -293,6 +336,7 @@ mod tests {
         let transport = Scripted {
             sent: Arc::clone(&sent),
             replies: lines,
+            gone: false,
         };
         let session = Session::over(Box::new(transport), Duration::from_millis(50)).unwrap();
         (session, sent)
@@ -378,8 +422,27 @@ mod tests {
             replies: VecDeque::from([
                 r#"{"id":0,"error":"cannot connect to the PM2 daemon"}"#.to_owned()
             ]),
+            gone: false,
         };
         let err = Session::over(Box::new(transport), Duration::from_millis(10)).unwrap_err();
         assert!(err.to_string().contains("cannot connect"), "{err}");
+    }
+
+    #[test]
+    fn a_daemon_that_died_ends_the_wait_at_once_not_at_the_deadline() {
+        let transport = Scripted {
+            sent: Arc::default(),
+            replies: VecDeque::from([r#"{"id":0,"ready":true}"#.to_owned()]),
+            gone: true,
+        };
+        let mut session = Session::over(Box::new(transport), Duration::from_secs(60)).unwrap();
+        let started = Instant::now();
+        let err = session.reload(0, &[]).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the PM2 daemon (pid 42) died; the session to it is closed"
+        );
+        assert!(!session.is_open());
     }
 }

@@ -30,6 +30,15 @@ pub fn hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// Whether `pid` is a live process: it exists and is neither a zombie nor dead (a process
+/// killed but not yet reaped, as under an init that does not reap, is not live).
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| state_and_group(&stat))
+        .is_some_and(|(state, _)| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
 /// The state of a TCP socket, as the kernel numbers it in `/proc/net/tcp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpState {
@@ -341,6 +350,25 @@ pub fn user_name(uid: u32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        assert!(is_alive(std::process::id()));
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 0"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Exited, not yet reaped: a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while is_alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+    }
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
