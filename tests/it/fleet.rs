@@ -25,9 +25,8 @@
 //!
 //! It needs root (namespaces), and installs what it lacks (`tests/fleet/fleet setup`: apt, pip,
 //! npm). Without root it is skipped loudly, except under `CI=true`, where it fails. It takes
-//! 5.5 to 7 minutes on two busy shared cores, a minute and a half of it the exit-4 play (relman
-//! waits `pm2.timeout_secs` for the dead daemon); `RELMAN_FLEET_TEST=skip` leaves it out
-//! (loudly).
+//! about 5 minutes on two shared cores (5.5 to 7 beside other tests); `RELMAN_FLEET_TEST=skip`
+//! leaves it out (loudly).
 #![forbid(unsafe_code)]
 #![allow(clippy::disallowed_methods, clippy::print_stderr)]
 
