@@ -297,15 +297,39 @@ fn prove_routes(
     }
 }
 
+/// A free loopback port for the release, taken below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`). The check binds and releases it, so the release can bind it
+/// itself; in between, a port from the ephemeral range may be handed to anyone's `bind(0)` (a
+/// test harness, another tool picking "a free port") and then serve something else, which the
+/// preflight would blame on the release. Below the range only a process that names the port
+/// itself can take it. Falls back to `bind(0)` when nothing below the range is free.
 fn free_port() -> Result<u16, Error> {
-    // The listener is dropped at once so the release can bind the port; another process
-    // could take it in between, which the preflight then reports as a failure.
+    use std::hash::{BuildHasher, Hasher};
+    let (low, _) = ephemeral_range().unwrap_or((32768, 60999));
+    let start = low.saturating_sub(16384).max(1024);
+    if start < low {
+        for _ in 0..64 {
+            // A random candidate: `RandomState` is seeded afresh for each hasher.
+            let random = std::hash::RandomState::new().build_hasher().finish();
+            let candidate = start + u16::try_from(random % u64::from(low - start)).unwrap_or(0);
+            if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+                return Ok(candidate);
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Port { source })?;
     let port = listener
         .local_addr()
         .map_err(|source| Error::Port { source })?
         .port();
     Ok(port)
+}
+
+/// The kernel's ephemeral port range, `(low, high)`.
+fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut fields = text.split_whitespace().map(str::parse::<u16>);
+    Some((fields.next()?.ok()?, fields.next()?.ok()?))
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -411,6 +435,19 @@ mod tests {
 
     use super::*;
     use crate::regression::Baseline;
+
+    #[test]
+    fn the_preflight_port_is_free_and_below_the_ephemeral_range() {
+        let (low, _) = ephemeral_range().expect("Linux has an ephemeral range");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            assert!(port < low, "{port} is in the ephemeral range from {low}");
+            TcpListener::bind(("127.0.0.1", port)).expect("free");
+            seen.insert(port);
+        }
+        assert!(seen.len() > 10, "random, not one port: {seen:?}");
+    }
 
     /// Whether `node` can run the tests; a machine without it skips them loudly, CI never.
     #[allow(
