@@ -19,7 +19,9 @@
 //!   each host leaves nginx's upstream for its activation and comes back (the role's
 //!   load-balancer hooks, with `contrib/ansible/examples/nginx-{out,in}.yml`);
 //! - web2's sshd down: the play names it and stops before anything ships, nothing activated;
-//! - a release whose workers kill the PM2 daemon (`kill-pm2`): relman exits 4 on web1, the play
+//! - a release whose workers kill the PM2 daemon (`kill-pm2`): relman starts the app again
+//!   from web1's ecosystem file in the release it had (exit 3), the roll stops there;
+//! - the same on a web1 without an ecosystem file: relman exits 4 on web1, the play
 //!   says a person must look at web1, web2 and web3 are never activated; last, since web1 is
 //!   left without its app. Then no process of the fleet outlives `fleet down`.
 //!
@@ -569,12 +571,39 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         fleet.assert_host(host, "v3", "activate");
     }
 
-    // Last, as it leaves web1 without its app: a release whose workers kill the PM2 daemon,
-    // their cluster primary, as they boot. The old workers go with it; the reload never gets
-    // its answer (relman waits `pm2.timeout_secs`, 60 s), and the way back finds a fresh,
-    // empty daemon, so relman exits 4 on web1. The play stops there and touches nothing else;
-    // nginx sends web1's requests to web2 and web3 (a refused connection or a reset before the
-    // answer is retried on the next host), so the load sees no failure.
+    // A release whose workers kill the PM2 daemon, their cluster primary, as they boot. The
+    // old workers go with it; relman notices the dead daemon, and on the way back finds a
+    // fresh, empty one (started by the next `pm2` command), so it starts the app again from
+    // web1's ecosystem file in v3 and proves it: exit 3, web1 serves v3 again, the roll stops.
+    // nginx sends web1's requests to web2 and web3 meanwhile (a refused connection or a reset
+    // before the answer is retried on the next host), so the load sees no failure.
+    let before = fleet.history_lens();
+    let source = fleet.source("recover", "kill-pm2");
+    let load = fleet.load();
+    let out = fleet.play(&[
+        "-e",
+        &format!("relman_build_source={source}"),
+        "-e",
+        "relman_build_id=recover",
+    ]);
+    let stats = load.stop();
+    let stdout = expect_play(&out, 2);
+    assert_no_failure(&stats, "release killing PM2 at web1, started again");
+    assert!(!stats.by_release.contains_key("recover"), "{stats:?}");
+    assert!(
+        stdout.contains("the roll of recover stopped at web1 (relman activate exit 3"),
+        "{stdout}"
+    );
+    fleet.assert_host("web1", "v3", "auto-rollback");
+    for (host, len) in HOSTS.iter().zip(&before).skip(1) {
+        assert_eq!(fleet.history_len(host), *len, "{host} was activated");
+        fleet.assert_host(host, "v3", "activate");
+    }
+
+    // Last, as it leaves web1 without its app: the same on a web1 whose app was started by
+    // hand (no ecosystem file), so there is nothing to start it again from: relman exits 4
+    // there, the play stops and touches nothing else.
+    std::fs::remove_file(fleet.dir.join("web1/root/ecosystem.config.js")).unwrap();
     let before = fleet.history_lens();
     let source = fleet.source("stuck", "kill-pm2");
     let load = fleet.load();

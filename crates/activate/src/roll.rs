@@ -400,19 +400,37 @@ fn way_back(
     flip(run.root, previous).map_err(|e| e.to_string())?;
     failpoint::hit("activate-after-flip-back");
     if let Some(roller) = roller {
-        let moved: Vec<Instance> = roller
-            .instances
-            .iter()
-            .filter(|i| {
-                matches!(roller.how, How::Ecosystem(_))
-                    || run
-                        .workers
-                        .iter()
-                        .any(|w| w.pm_id == i.pm_id && w.release == *failed)
-            })
-            .cloned()
-            .collect();
-        run.roll(roller, previous, &moved, Direction::Back)?;
+        let list = roller.driver.list().map_err(|e| e.to_string())?;
+        if list.iter().any(|i| i.name == roller.app) {
+            let moved: Vec<Instance> = roller
+                .instances
+                .iter()
+                .filter(|i| {
+                    matches!(roller.how, How::Ecosystem(_))
+                        || run
+                            .workers
+                            .iter()
+                            .any(|w| w.pm_id == i.pm_id && w.release == *failed)
+                })
+                .cloned()
+                .collect();
+            run.roll(roller, previous, &moved, Direction::Back)?;
+        } else {
+            // PM2 runs the app no more: its daemon died (the next `pm2` command started a
+            // fresh one that knows nothing of it), or someone deleted it. The way back is then
+            // a first start, from the ecosystem file, in the release going live again.
+            let app = roller.app.clone();
+            let Some(file) = run.ecosystem_file() else {
+                return Err(format!(
+                    "PM2 no longer runs \"{app}\" (its daemon died, or the app was deleted) and there is no ecosystem file to start it from: start it in {previous} with `pm2 start` and cwd `{}`",
+                    run.root.current_link()
+                ));
+            };
+            run.warn(format!(
+                "PM2 no longer runs \"{app}\" (its daemon died, or the app was deleted): starting it again in {previous} from `{file}`"
+            ));
+            run.start(roller, previous, &file)?;
+        }
     }
     if probe && endpoint(run.config).is_some() {
         run.probe(previous)?;
@@ -1219,6 +1237,8 @@ mod tests {
         reloads: Vec<(u64, String)>,
         /// (release, route) pairs that answer 500.
         broken_pages: HashSet<(String, String)>,
+        /// Releases whose workers kill the PM2 daemon as they boot: PM2 forgets every app.
+        kill_daemon: HashSet<String>,
         releases: PathBuf,
     }
 
@@ -1237,6 +1257,12 @@ mod tests {
                 .find(|(k, _)| *k == "RELMAN_RELEASE")
                 .map(|(_, v)| (*v).to_owned())
                 .expect("RELMAN_RELEASE");
+            if cluster.kill_daemon.contains(&release) {
+                cluster.instances.clear();
+                return Err(crate::Error::Pm2(
+                    "the PM2 daemon (pid 1) died while relman waited for its answer".into(),
+                ));
+            }
             cluster.next_pid += 1;
             let pid = cluster.next_pid;
             let dir = cluster.releases.join(&release);
@@ -1257,8 +1283,23 @@ mod tests {
             unreachable!("not used here")
         }
 
-        fn start_ecosystem(&mut self, _: &str, _: &str, _: &[(&str, &str)]) -> Result<()> {
-            unreachable!("not used here")
+        fn start_ecosystem(&mut self, _: &str, _: &str, env: &[(&str, &str)]) -> Result<()> {
+            let mut cluster = self.0.borrow_mut();
+            let release = env
+                .iter()
+                .find(|(k, _)| *k == "RELMAN_RELEASE")
+                .map(|(_, v)| (*v).to_owned())
+                .expect("RELMAN_RELEASE");
+            for pm_id in 0..2 {
+                cluster.next_pid += 1;
+                let pid = cluster.next_pid;
+                let dir = cluster.releases.join(&release);
+                cluster.cwd.insert(pid, dir);
+                cluster
+                    .instances
+                    .push(instance(pm_id, pid, Pm2State::Online, 0));
+            }
+            Ok(())
         }
     }
 
@@ -1329,6 +1370,7 @@ mod tests {
             silent: silent.iter().map(|s| (*s).to_owned()).collect(),
             reloads: Vec::new(),
             broken_pages: HashSet::new(),
+            kill_daemon: HashSet::new(),
             releases,
         };
         Fixture {
@@ -1485,5 +1527,28 @@ mod tests {
         let fixture = fixture(&["a", "b"]);
         let why = fixture.activate("b").unwrap_err();
         assert!(why.contains("back: worker 0"), "{why}");
+    }
+
+    #[test]
+    fn a_daemon_killed_mid_roll_is_started_again_in_the_release_going_back() {
+        let fixture = fixture(&[]);
+        fixture.cluster.borrow_mut().kill_daemon.insert("b".into());
+        std::fs::write(fixture.root.ecosystem_file(), "module.exports = {}").unwrap();
+        let why = fixture.activate("b").unwrap_err();
+        assert!(why.contains("daemon (pid 1) died"), "{why}");
+        // Started again from the ecosystem file, both workers in `a` and proven.
+        assert_eq!(fixture.releases_of_workers(), ["a", "a"]);
+        assert_eq!(fixture.current(), Path::new("releases/a"));
+    }
+
+    #[test]
+    fn a_daemon_killed_mid_roll_without_an_ecosystem_file_is_a_failed_way_back() {
+        let fixture = fixture(&[]);
+        fixture.cluster.borrow_mut().kill_daemon.insert("b".into());
+        let why = fixture.activate("b").unwrap_err();
+        assert!(
+            why.contains("back: PM2 no longer runs \"web\" (its daemon died, or the app was deleted) and there is no ecosystem file to start it from: start it in a with `pm2 start`"),
+            "{why}"
+        );
     }
 }
