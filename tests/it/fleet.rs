@@ -108,6 +108,20 @@ impl Fleet {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Plays the fixture app with `variant` as release `id`, built by the role (`extra`: more
+    /// of the playbook's arguments), under load through nginx; the play's output, and what the
+    /// load saw.
+    fn roll(&self, id: &str, variant: &str, extra: &[&str]) -> (Output, Stats) {
+        let source = self.source(id, variant);
+        let load = self.load();
+        let build_source = format!("relman_build_source={source}");
+        let build_id = format!("relman_build_id={id}");
+        let mut args = vec!["-e", &build_source, "-e", &build_id];
+        args.extend_from_slice(extra);
+        let out = self.play(&args);
+        (out, load.stop())
+    }
+
     /// `relman ARGS --json` on `host`, over its SSH, parsed.
     fn relman_json(&self, host: &str, args: &[&str]) -> Value {
         let out = self
@@ -156,6 +170,16 @@ impl Fleet {
     /// The length of every host's history, in `HOSTS` order.
     fn history_lens(&self) -> Vec<usize> {
         HOSTS.iter().map(|host| self.history_len(host)).collect()
+    }
+
+    /// Panics unless every host after the first `skip` still has the history it had
+    /// (`before`, in `HOSTS` order) and runs `id`, which its last activation made live.
+    #[track_caller]
+    fn assert_untouched(&self, before: &[usize], skip: usize, id: &str) {
+        for (host, len) in HOSTS.iter().zip(before).skip(skip) {
+            assert_eq!(self.history_len(host), *len, "{host} was activated");
+            self.assert_host(host, id, "activate");
+        }
     }
 
     fn history_len(&self, host: &str) -> usize {
@@ -302,15 +326,7 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
     }
 
     // A healthy release, built once by the role, rolled over every host.
-    let source = fleet.source("v2", "healthy");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=v2",
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll("v2", "healthy", &[]);
     let stdout = expect_play(&out, 0);
     assert_no_failure(&stats, "healthy roll");
     assert!(stats.by_release.contains_key("v2"), "{stats:?}");
@@ -331,15 +347,7 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
 
     // A release that crashes under PM2: relman refuses it on web1 (exit 3) and the roll stops.
     let before: Vec<usize> = HOSTS.iter().map(|h| fleet.history_len(h)).collect();
-    let source = fleet.source("crash", "worker-crash");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=crash",
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll("crash", "worker-crash", &[]);
     let stdout = expect_play(&out, 2);
     assert_no_failure(&stats, "release crashing at web1");
     assert!(
@@ -347,23 +355,12 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         "{stdout}"
     );
     fleet.assert_host("web1", "v2", "auto-rollback");
-    for (host, len) in HOSTS.iter().zip(&before).skip(1) {
-        assert_eq!(fleet.history_len(host), *len, "{host} was activated");
-        fleet.assert_host(host, "v2", "activate");
-    }
+    fleet.assert_untouched(&before, 1, "v2");
 
     // Passes on web1, crashes on web2 (its hostname): web1 is rolled back by the role, web2 by
     // relman itself, web3 is never activated.
     let before = fleet.history_len("web3");
-    let source = fleet.source("split", "worker-crash@web2");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=split",
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll("split", "worker-crash@web2", &[]);
     let stdout = expect_play(&out, 2);
     assert_no_failure(&stats, "release passing web1, crashing at web2");
     assert!(
@@ -475,19 +472,11 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
             "-p", &nginx, "-s", "reload",
         ],
     });
-    let source = fleet.source("v3", "healthy");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=v3",
-        "-e",
-        "relman_serial=2",
-        "-e",
-        &lb.to_string(),
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll(
+        "v3",
+        "healthy",
+        &["-e", "relman_serial=2", "-e", &lb.to_string()],
+    );
     let stdout = expect_play(&out, 0);
     assert_no_failure(&stats, "upgrade of relman, two hosts at a time");
     assert!(stats.by_release.contains_key("v3"), "{stats:?}");
@@ -547,15 +536,7 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
     // names it, and no host is activated.
     let before = fleet.history_lens();
     fleet.ssh("stop-ssh", "web2");
-    let source = fleet.source("v4", "healthy");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=v4",
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll("v4", "healthy", &[]);
     fleet.ssh("start-ssh", "web2");
     // 4 is ansible-playbook's own code for an unreachable host.
     let stdout = expect_play(&out, 4);
@@ -578,15 +559,7 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
     // nginx sends web1's requests to web2 and web3 meanwhile (a refused connection or a reset
     // before the answer is retried on the next host), so the load sees no failure.
     let before = fleet.history_lens();
-    let source = fleet.source("recover", "kill-pm2");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=recover",
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll("recover", "kill-pm2", &[]);
     let stdout = expect_play(&out, 2);
     assert_no_failure(&stats, "release killing PM2 at web1, started again");
     assert!(!stats.by_release.contains_key("recover"), "{stats:?}");
@@ -595,25 +568,14 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         "{stdout}"
     );
     fleet.assert_host("web1", "v3", "auto-rollback");
-    for (host, len) in HOSTS.iter().zip(&before).skip(1) {
-        assert_eq!(fleet.history_len(host), *len, "{host} was activated");
-        fleet.assert_host(host, "v3", "activate");
-    }
+    fleet.assert_untouched(&before, 1, "v3");
 
     // Last, as it leaves web1 without its app: the same on a web1 whose app was started by
     // hand (no ecosystem file), so there is nothing to start it again from: relman exits 4
     // there, the play stops and touches nothing else.
     std::fs::remove_file(fleet.dir.join("web1/root/ecosystem.config.js")).unwrap();
     let before = fleet.history_lens();
-    let source = fleet.source("stuck", "kill-pm2");
-    let load = fleet.load();
-    let out = fleet.play(&[
-        "-e",
-        &format!("relman_build_source={source}"),
-        "-e",
-        "relman_build_id=stuck",
-    ]);
-    let stats = load.stop();
+    let (out, stats) = fleet.roll("stuck", "kill-pm2", &[]);
     let stdout = expect_play(&out, 2);
     assert_no_failure(&stats, "release killing PM2 at web1");
     assert!(!stats.by_release.contains_key("stuck"), "{stats:?}");
@@ -644,10 +606,7 @@ fn the_role_rolls_host_by_host_and_rolls_back_what_moved_under_load() {
         Value::Array(vec![]),
         "{status:#}"
     );
-    for (host, len) in HOSTS.iter().zip(&before).skip(1) {
-        assert_eq!(fleet.history_len(host), *len, "{host} was activated");
-        fleet.assert_host(host, "v3", "activate");
-    }
+    fleet.assert_untouched(&before, 1, "v3");
 
     // `fleet down` stops everything, web1's fresh PM2 daemon and relman's PM2 session there
     // included (its reload's answer never comes, so it never ends by itself).

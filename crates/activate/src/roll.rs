@@ -1242,6 +1242,25 @@ mod tests {
         releases: PathBuf,
     }
 
+    impl Cluster {
+        /// A new process, its working directory in `release`; its pid.
+        fn spawn(&mut self, release: &str) -> u32 {
+            self.next_pid += 1;
+            let pid = self.next_pid;
+            let dir = self.releases.join(release);
+            self.cwd.insert(pid, dir);
+            pid
+        }
+    }
+
+    /// The release a reload or start is for, from the environment relman gives it.
+    fn release_of(env: &[(&str, &str)]) -> String {
+        env.iter()
+            .find(|(k, _)| *k == "RELMAN_RELEASE")
+            .map(|(_, v)| (*v).to_owned())
+            .expect("RELMAN_RELEASE")
+    }
+
     struct ClusterPm2(Rc<RefCell<Cluster>>);
     struct ClusterHost(Rc<RefCell<Cluster>>);
 
@@ -1252,21 +1271,14 @@ mod tests {
 
         fn reload(&mut self, pm_id: u64, env: &[(&str, &str)]) -> Result<()> {
             let mut cluster = self.0.borrow_mut();
-            let release = env
-                .iter()
-                .find(|(k, _)| *k == "RELMAN_RELEASE")
-                .map(|(_, v)| (*v).to_owned())
-                .expect("RELMAN_RELEASE");
+            let release = release_of(env);
             if cluster.kill_daemon.contains(&release) {
                 cluster.instances.clear();
                 return Err(crate::Error::Pm2(
                     "the PM2 daemon (pid 1) died while relman waited for its answer".into(),
                 ));
             }
-            cluster.next_pid += 1;
-            let pid = cluster.next_pid;
-            let dir = cluster.releases.join(&release);
-            cluster.cwd.insert(pid, dir);
+            let pid = cluster.spawn(&release);
             cluster.reloads.push((pm_id, release));
             let worker = cluster
                 .instances
@@ -1285,16 +1297,9 @@ mod tests {
 
         fn start_ecosystem(&mut self, _: &str, _: &str, env: &[(&str, &str)]) -> Result<()> {
             let mut cluster = self.0.borrow_mut();
-            let release = env
-                .iter()
-                .find(|(k, _)| *k == "RELMAN_RELEASE")
-                .map(|(_, v)| (*v).to_owned())
-                .expect("RELMAN_RELEASE");
+            let release = release_of(env);
             for pm_id in 0..2 {
-                cluster.next_pid += 1;
-                let pid = cluster.next_pid;
-                let dir = cluster.releases.join(&release);
-                cluster.cwd.insert(pid, dir);
+                let pid = cluster.spawn(&release);
                 cluster
                     .instances
                     .push(instance(pm_id, pid, Pm2State::Online, 0));
