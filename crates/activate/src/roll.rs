@@ -856,7 +856,7 @@ impl Run<'_> {
 
     /// The health URL, then every checked page, on the live port.
     fn probe(&mut self, id: &ReleaseId) -> Result<(), String> {
-        let spec = probe_spec(self.config, id);
+        let spec = probe_spec(self.config, Some(id));
         let report = relman_verify::probe(&spec).map_err(|err| format!("probe failed: {err}"))?;
         self.say(format!(
             "probe passed: {} answered {} after {} attempt(s)",
@@ -1183,13 +1183,14 @@ fn resolved(path: PathBuf) -> PathBuf {
     std::fs::canonicalize(&path).unwrap_or(path)
 }
 
-/// The probe as the config describes it, `{release}` filled in.
-pub fn probe_spec(config: &Config, id: &ReleaseId) -> relman_verify::ProbeSpec {
+/// The probe as the config describes it, `{release}` filled in with `live`; with nothing live
+/// (`None`) the body is not checked, there being no release for it to name.
+pub fn probe_spec(config: &Config, live: Option<&ReleaseId>) -> relman_verify::ProbeSpec {
     let verify = &config.verify;
     relman_verify::ProbeSpec {
         url: verify.url.clone(),
         status: verify.status,
-        body_contains: body_contains(config, id),
+        body_contains: live.and_then(|id| body_contains(config, id)),
         attempts: verify.attempts,
         interval: Duration::from_millis(verify.interval_ms),
         timeout: Duration::from_millis(verify.timeout_ms),

@@ -212,13 +212,21 @@ pub fn status(root: &DeployRoot, probe: StatusProbe) -> Result<Status> {
     let config = root.config()?;
     let overview = store::overview(root)?;
     let excluded = overview.exclusions();
-    let last = history::find_newest(root, |entry| Some(entry.clone()))?;
-    let went_live = match &overview.current {
-        Some(current) => history::find_newest(root, |entry| {
-            (entry.result == history::Outcome::Ok && &entry.to == current).then(|| entry.clone())
-        })?,
-        None => None,
-    };
+    // One backward read of the history: the newest entry, and the newest that made `current`
+    // live (usually that same entry, or one of the few before it).
+    // With nothing live, the newest entry is all there is to read.
+    let mut last = None;
+    let went_live = history::find_newest(root, |entry| {
+        if last.is_none() {
+            last = Some(entry.clone());
+        }
+        match &overview.current {
+            None => Some(None),
+            Some(current) => (entry.result == history::Outcome::Ok && &entry.to == current)
+                .then(|| Some(entry.clone())),
+        }
+    })?
+    .flatten();
     // `/proc/PID/cwd` is resolved; so must the releases directory be (it may be a symlink).
     let releases = std::fs::canonicalize(root.releases_dir())
         .unwrap_or_else(|_| root.releases_dir().into_std_path_buf());
@@ -290,11 +298,9 @@ pub(crate) fn one_try_spec(
     config: &relman_releases::Config,
     current: Option<&ReleaseId>,
 ) -> relman_verify::ProbeSpec {
-    let none = ReleaseId::parse("none").expect("a valid ID");
-    let spec = crate::roll::probe_spec(config, current.unwrap_or(&none));
+    let spec = crate::roll::probe_spec(config, current);
     relman_verify::ProbeSpec {
         attempts: 1,
-        body_contains: current.and(spec.body_contains.clone()),
         timeout: spec.timeout.min(std::time::Duration::from_secs(5)),
         ..spec
     }
@@ -345,13 +351,7 @@ pub fn probe(root: &DeployRoot) -> Result<ProbeOutcome> {
         )));
     }
     let current = root.current()?;
-    let mut spec = match &current {
-        Some(id) => crate::roll::probe_spec(&config, id),
-        None => crate::roll::probe_spec(&config, &ReleaseId::parse("none").expect("a valid ID")),
-    };
-    if current.is_none() {
-        spec.body_contains = None;
-    }
+    let spec = crate::roll::probe_spec(&config, current.as_ref());
     Ok(match relman_verify::probe(&spec) {
         Ok(report) => ProbeOutcome {
             ok: true,
