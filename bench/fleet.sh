@@ -86,24 +86,12 @@ single_deploys() {
   done
   elapsed "$start" "$(now)"
 }
-for ((n = 1; n <= RUNS; n++)); do
-  order=(fleet single)
-  ((n % 2)) || order=(single fleet)
-  for what in "${order[@]}"; do
-    sync
-    case $what in
-      fleet) fleet_s+=("$(fleet_deploy "$n")") ;;
-      single) single_s+=("$(single_deploys "$n")") ;;
-    esac
-  done
-  say "  run $n: fleet (role) ${fleet_s[-1]} s, 3 single-host deploys ${single_s[-1]} s"
-done
+paired "$RUNS" "fleet (role) against 3 single-host deploys:" fleet_deploy fleet_s single_deploys single_s
 for host in "${HOSTS[@]}"; do
   current=$(on_host "$host" status --json --no-probe | json_get current)
   [[ $current == "f$RUNS" || $current == "s$RUNS" ]] || die "$host runs $current, not the last release"
 done
-ratios=()
-for ((i = 0; i < RUNS; i++)); do ratios+=("$(ratio "${fleet_s[i]}" "${single_s[i]}")"); done
+mapfile -t ratios < <(ratios fleet_s single_s)
 
 cat <<EOF
 $(machine_info)

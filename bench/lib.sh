@@ -50,6 +50,30 @@ maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
 # ratio A B -> A / B with 2 decimals
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 
+# paired RUNS LABEL FN_A ARRAY_A FN_B ARRAY_B: runs `FN_A n` and `FN_B n` for n = 1..RUNS,
+# alternating which goes first, a `sync` before each, and appends what each prints (its
+# seconds) to the array named ARRAY_A or ARRAY_B.
+paired() {
+  local runs=$1 label=$2 fn_a=$3 fn_b=$5 n first second side
+  local -n times_a=$4 times_b=$6
+  for ((n = 1; n <= runs; n++)); do
+    first=a second=b
+    ((n % 2)) || { first=b second=a; }
+    for side in "$first" "$second"; do
+      sync
+      if [[ $side == a ]]; then times_a+=("$("$fn_a" "$n")"); else times_b+=("$("$fn_b" "$n")"); fi
+    done
+    say "  $label run $n: ${times_a[-1]} s against ${times_b[-1]} s"
+  done
+}
+
+# ratios ARRAY_A ARRAY_B: A / B run by run, one per line
+ratios() {
+  local -n over=$1 under=$2
+  local i
+  for ((i = 0; i < ${#over[@]}; i++)); do ratio "${over[i]}" "${under[i]}"; done
+}
+
 # A JSON field by a dotted path, read from stdin (node is a prerequisite of the project).
 json_get() {
   node -e '

@@ -55,7 +55,8 @@ rel_kib=$(du -sk "$REL" | cut -f1)
 
 # relman: pack once into a file, then each host receives it through ssh, all at once.
 ship_relman() { # run number; prints seconds
-  local n=$1 start pack="$WORK/next-$n.relman" pids=() host
+  local n=$1
+  local start pack="$WORK/next-$n.relman" pids=() host
   start=$(now)
   "$RELMAN" --root "$BUILD" pack next --output "$pack" 2>/dev/null
   for host in "${HOSTS[@]}"; do
@@ -82,18 +83,7 @@ for ((n = 1; n <= RUNS; n++)); do
 done
 
 relman_s=() rsync_s=()
-for ((n = 1; n <= RUNS; n++)); do
-  order=(relman rsync)
-  ((n % 2)) || order=(rsync relman)
-  for what in "${order[@]}"; do
-    sync
-    case $what in
-      relman) relman_s+=("$(ship_relman "$n")") ;;
-      rsync) rsync_s+=("$(ship_rsync "$n")") ;;
-    esac
-  done
-  say "  ship run $n: relman ${relman_s[-1]} s, rsync -a ${rsync_s[-1]} s"
-done
+paired "$RUNS" "ship, relman against rsync -a:" ship_relman relman_s ship_rsync rsync_s
 pack_bytes=$(stat -c %s "$WORK/next-1.relman")
 for host in "${HOSTS[@]}"; do
   "${SSH[@]}" "$host" "$FLEET_DIR/$host/bin/relman verify next --root $WORK/dest/relman-1-$host" >/dev/null 2>&1 \
@@ -116,10 +106,8 @@ for ((n = 1; n <= RUNS; n++)); do
   say "  deploy run $n: fleet (role) ${fleet_s[-1]} s, 3 single-host deploys ${single_s[-1]} s"
 done
 
-ratios=()
-for ((i = 0; i < RUNS; i++)); do ratios+=("$(ratio "${relman_s[i]}" "${rsync_s[i]}")"); done
-dratios=()
-for ((i = 0; i < RUNS; i++)); do dratios+=("$(ratio "${fleet_s[i]}" "${single_s[i]}")"); done
+mapfile -t ratios < <(ratios relman_s rsync_s)
+mapfile -t dratios < <(ratios fleet_s single_s)
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; }
 
 cat <<EOF
